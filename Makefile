@@ -1,0 +1,52 @@
+# The two commands a user runs: `make demo` and `make test`. Everything else is what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ACA := $(VENV)/bin/aca-infer
+STAMP := $(VENV)/.installed
+# The CPU wheel of torch that this pin names is what the dev/test setup expects; an unpinned
+# torch would pull a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+SHARE_DIR := .aca-infer/local/share
+DEMO_MODEL := $(SHARE_DIR)/model-cache/aca-infer/tiny-phi3/config.json
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+export AZURE_TOKEN_CREDENTIALS := dev
+
+.PHONY: setup demo-model demo test lint typecheck unit stop clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN) -e '.[serve,dev]'
+	touch $(STAMP)
+
+demo-model: $(DEMO_MODEL)
+
+$(DEMO_MODEL): $(STAMP) scripts/make_demo_model.py
+	$(PY) scripts/make_demo_model.py --share-dir $(SHARE_DIR)
+
+demo: setup demo-model
+	$(ACA) up --target local
+	$(ACA) invoke --target local --message "Hello! Who are you?"
+	$(ACA) status --target local
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: setup lint typecheck
+	$(VENV)/bin/pytest
+
+stop:
+	$(ACA) down --target local
+
+clean:
+	-$(ACA) down --target local --purge
+	rm -rf $(VENV)
