@@ -65,6 +65,12 @@ class EngineOverloadedError(Exception):
         self.retry_after = retry_after
 
 
+class EngineError(Exception):
+    """The engine cannot serve: the model is still loading, the engine is shut down, or it
+    failed (then the message starts with "engine failed:"). Raised by `generate()` at once, or
+    by its iterator when the engine fails mid-generation."""
+
+
 class Engine(Protocol):
     async def start(self) -> None:
         """Load the model; `status()` reports not-ready with a reason until this finishes."""
