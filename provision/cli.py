@@ -1,0 +1,272 @@
+"""`aca-infer`: parse, call one core function, print, map errors to exit codes. No logic here.
+
+Heavy modules (targets, Azure SDKs) are imported inside the commands so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from provision.errors import AcaInferError
+
+TARGETS = ("local",)
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Context:
+    output: str
+    project_dir: Path
+    debug: bool
+
+    def progress(self, message: str) -> None:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(f"[dim]· {message}[/dim]", markup=True)
+
+
+def _fail(ctx: click.Context, message: str, code: int) -> None:
+    state: Context | None = ctx.find_object(Context)
+    click.echo(f"error: {message}", err=True)
+    if state is not None and state.output == "json":
+        from provision.render import as_json
+
+        click.echo(as_json({"error": {"message": message, "exit_code": code}}))
+    ctx.exit(code)
+
+
+class Cli(click.Group):
+    """Maps expected errors to one line and their exit code; tracebacks only with --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AcaInferError as error:
+            if _debug(ctx):
+                traceback.print_exc()
+            _fail(ctx, str(error), error.exit_code)
+        except KeyboardInterrupt:
+            _fail(ctx, "interrupted", EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as error:
+            if _debug(ctx):
+                traceback.print_exc()
+            _fail(ctx, f"unexpected {type(error).__name__}: {error} (rerun with --debug)", 1)
+        return None
+
+
+def _debug(ctx: click.Context) -> bool:
+    state: Context | None = ctx.find_object(Context)
+    return bool(state and state.debug)
+
+
+target_option = click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="local",
+    show_default=True,
+    help="Where to run: `local` uses a folder as the share and a local process as the replica.",
+)
+set_option = click.option(
+    "--set",
+    "set_flags",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a template parameter (highest precedence; repeatable).",
+)
+app_dir_option = click.option(
+    "--app-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The inference_app folder to deploy [default: <project-dir>/inference_app].",
+)
+timeout_option = click.option(
+    "--ready-timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for the replica's /ready.",
+)
+break_lock_option = click.option(
+    "--break-lock", is_flag=True, help="Remove a deploy lock left behind by a crashed deploy."
+)
+
+
+@click.group(cls=Cli)
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="`json` prints one JSON object on stdout; progress always goes to stderr.",
+)
+@click.option(
+    "--project-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The project checkout (holds infra/ and inference_app/).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="aca-infer")
+@click.pass_context
+def cli(ctx: click.Context, output: str, project_dir: Path, debug: bool) -> None:
+    """Serve a fine-tuned LLM as an authenticated, autoscaling HTTPS endpoint."""
+    ctx.obj = Context(output=output, project_dir=project_dir.resolve(), debug=debug)
+
+
+pass_state = click.make_pass_decorator(Context)
+
+
+def _target(state: Context, name: str) -> Any:
+    from provision.targets import get_target
+
+    return get_target(name, state.project_dir)
+
+
+def _show(state: Context, result: Any, target: str) -> None:
+    from provision.render import show
+
+    show(result, state.output, target)
+
+
+def _provision(state: Context, target: str, set_flags: tuple[str, ...]) -> Any:
+    from provision.targets import ProvisionSettings
+
+    settings = ProvisionSettings(target=target, set_flags=set_flags, environ=dict(os.environ))
+    return _target(state, target).provision(settings, state.progress)
+
+
+def _deploy(
+    state: Context, target: str, app_dir: Path | None, ready_timeout: float, break_lock: bool
+) -> Any:
+    from provision.deploy import DeploySettings, deploy
+
+    settings = DeploySettings(
+        source_dir=(app_dir or state.project_dir / "inference_app").resolve(),
+        ready_timeout=ready_timeout,
+        break_lock=break_lock,
+    )
+    return deploy(_target(state, target), settings, state.progress)
+
+
+@cli.command()
+@target_option
+@set_option
+@pass_state
+def provision(state: Context, target: str, set_flags: tuple[str, ...]) -> None:
+    """Create or update the infrastructure and write the config."""
+    _show(state, _provision(state, target, set_flags), target)
+
+
+@cli.command()
+@target_option
+@app_dir_option
+@timeout_option
+@break_lock_option
+@pass_state
+def deploy(
+    state: Context, target: str, app_dir: Path | None, ready_timeout: float, break_lock: bool
+) -> None:
+    """Sync the inference code to the share as a new release and restart the replica."""
+    _show(state, _deploy(state, target, app_dir, ready_timeout, break_lock), target)
+
+
+@cli.command()
+@target_option
+@set_option
+@app_dir_option
+@timeout_option
+@break_lock_option
+@pass_state
+def up(
+    state: Context,
+    target: str,
+    set_flags: tuple[str, ...],
+    app_dir: Path | None,
+    ready_timeout: float,
+    break_lock: bool,
+) -> None:
+    """Provision, then deploy."""
+    provisioned = _provision(state, target, set_flags)
+    deployed = _deploy(state, target, app_dir, ready_timeout, break_lock)
+    _show(state, {"provision": provisioned, "deploy": deployed}, target)
+
+
+@cli.command()
+@target_option
+@timeout_option
+@pass_state
+def rollback(state: Context, target: str, ready_timeout: float) -> None:
+    """Switch back to the previous release and restart."""
+    from provision.deploy import rollback as roll_back
+
+    _show(state, roll_back(_target(state, target), ready_timeout, state.progress), target)
+
+
+@cli.command()
+@target_option
+@click.option("--purge", is_flag=True, help="Also delete the model files on the local share.")
+@pass_state
+def down(state: Context, target: str, purge: bool) -> None:
+    """Stop the replica and remove what provision created."""
+    _show(state, _target(state, target).down(purge, state.progress), target)
+
+
+@cli.command()
+@target_option
+@click.option("--message", "-m", required=True, help="The user message to send.")
+@click.option("--system", default=None, help="An optional system prompt.")
+@click.option("--model", default=None, help="Base model or adapter id (see /v1/models).")
+@click.option("--max-tokens", type=int, default=64, show_default=True)
+@click.option("--temperature", type=float, default=None, help="0 for greedy decoding.")
+@pass_state
+def invoke(
+    state: Context,
+    target: str,
+    message: str,
+    system: str | None,
+    model: str | None,
+    max_tokens: int,
+    temperature: float | None,
+) -> None:
+    """Send a chat completion to the endpoint (with the API key) and print the answer."""
+    from provision.client import InvokeSettings
+    from provision.client import invoke as send
+
+    settings = InvokeSettings(message, system, model, max_tokens, temperature)
+    _show(state, send(_target(state, target), settings), target)
+
+
+@cli.command()
+@target_option
+@pass_state
+def status(state: Context, target: str) -> None:
+    """Show the endpoint, the replica's state and the live release."""
+    from provision.client import status as read_status
+
+    _show(state, read_status(_target(state, target)), target)
+
+
+@cli.group()
+def keys() -> None:
+    """The endpoint's API keys."""
+
+
+@keys.command("show")
+@target_option
+@pass_state
+def keys_show(state: Context, target: str) -> None:
+    """Print the primary and secondary API keys (secrets: keep them out of logs)."""
+    _show(state, _target(state, target).keys(), target)
+
+
+def main() -> None:
+    cli(prog_name="aca-infer")

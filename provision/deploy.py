@@ -1,0 +1,223 @@
+"""Deploy: sync the inference code to the share as a release, switch to it, restart, verify.
+
+Guarantees (DESIGN.md "Share layout"): unchanged files are never uploaded again; `current` is
+switched last and atomically, so a replica never starts on a half-written release; a release that
+fails readiness is rolled back to `previous`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from provision.deploy_lock import deploy_lock
+from provision.errors import InputError, NotReadyError
+from provision.release import (
+    BOOTSTRAP,
+    CURRENT,
+    OBJECTS_DIR,
+    PREVIOUS,
+    RELEASES_DIR,
+    Manifest,
+    object_path,
+    release_path,
+    scan_tree,
+    sha256_bytes,
+)
+from provision.share import Share, read_text_or_none
+from provision.targets import Progress, ReadyState, Target
+
+APP_PACKAGE = "inference_app"
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    source_dir: Path
+    ready_timeout: float = 600.0
+    break_lock: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.source_dir / "__main__.py").is_file():
+            raise InputError(
+                f"--app-dir {self.source_dir}: no {APP_PACKAGE} package there (missing "
+                "__main__.py); run from the aca-infer checkout or pass --project-dir"
+            )
+        if self.ready_timeout <= 0:
+            raise InputError("--ready-timeout must be a positive number of seconds")
+
+
+@dataclass(frozen=True)
+class SyncStats:
+    uploaded: int
+    unchanged: int
+    deleted: int
+    bytes_uploaded: int
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    release: str
+    previous_release: str | None
+    uploaded: int
+    deleted: int
+    unchanged: int
+    bytes_uploaded: int
+    endpoint: str
+    ui_url: str
+    ready: bool
+    restarted: bool
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    release: str
+    previous_release: str
+    endpoint: str
+    ready: bool
+
+
+def bootstrap_source() -> bytes:
+    return resources.files("provision").joinpath("share_files/bootstrap.py").read_bytes()
+
+
+def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:
+    if release_id is None or not share.exists(release_path(release_id)):
+        return None
+    return Manifest.from_json(share.read_bytes(release_path(release_id)))
+
+
+def sync_release(
+    share: Share, manifest: Manifest, bodies: dict[str, Path], progress: Progress
+) -> SyncStats:
+    """Upload what the share lacks: file bodies by content, then the bootstrap, then the
+    manifest last, so a manifest on the share always names bodies that are all there."""
+    existing = set(share.list_files(OBJECTS_DIR))
+    current = _load_manifest(share, read_text_or_none(share, CURRENT))
+    uploaded = unchanged = bytes_uploaded = 0
+    for path, entry in sorted(manifest.files.items()):
+        target = object_path(entry.sha256)
+        if target in existing:
+            unchanged += 1
+            continue
+        progress(f"upload {path} ({entry.size} bytes)")
+        share.write_bytes(target, bodies[path].read_bytes())
+        existing.add(target)
+        uploaded += 1
+        bytes_uploaded += entry.size
+    bootstrap = bootstrap_source()
+    on_share = share.read_bytes(BOOTSTRAP) if share.exists(BOOTSTRAP) else None
+    if on_share is None or sha256_bytes(on_share) != sha256_bytes(bootstrap):
+        progress(f"upload {BOOTSTRAP}")
+        share.write_bytes(BOOTSTRAP, bootstrap)
+        uploaded += 1
+        bytes_uploaded += len(bootstrap)
+    else:
+        unchanged += 1
+    if not share.exists(release_path(manifest.release_id)):
+        share.write_bytes(release_path(manifest.release_id), manifest.to_json())
+    deleted = len(set(current.files) - set(manifest.files)) if current else 0
+    return SyncStats(uploaded, unchanged, deleted, bytes_uploaded)
+
+
+def _switch(share: Share, current: str, previous: str | None) -> None:
+    # `previous` first: if we stop between the two writes, `current` still names a whole release.
+    if previous is not None:
+        share.write_bytes(PREVIOUS, previous.encode())
+    share.write_bytes(CURRENT, current.encode())
+
+
+def _prune(share: Share) -> None:
+    """Keep the releases `current` and `previous` name, and the bodies they use."""
+    keep_ids = {read_text_or_none(share, CURRENT), read_text_or_none(share, PREVIOUS)}
+    keep_objects: set[str] = set()
+    for path in list(share.list_files(RELEASES_DIR)):
+        release_id = Path(path).stem
+        if release_id in keep_ids:
+            manifest = Manifest.from_json(share.read_bytes(path))
+            keep_objects.update(object_path(e.sha256) for e in manifest.files.values())
+        else:
+            share.delete(path)
+    for path in list(share.list_files(OBJECTS_DIR)):
+        if path not in keep_objects:
+            share.delete(path)
+
+
+def _restart_and_wait(target: Target, timeout: float, progress: Progress) -> ReadyState:
+    progress("restart the replica")
+    target.replica.restart()
+    return target.replica.wait_ready(timeout, progress)
+
+
+def deploy(target: Target, settings: DeploySettings, progress: Progress) -> DeployResult:
+    target.check_deployable()
+    share = target.share
+    manifest, bodies = scan_tree(settings.source_dir, APP_PACKAGE)
+    with deploy_lock(share, settings.break_lock):
+        stats = sync_release(share, manifest, bodies, progress)
+        current = read_text_or_none(share, CURRENT)
+        new = manifest.release_id
+        if current == new and target.replica.is_running():
+            state = target.replica.wait_ready(settings.ready_timeout, progress)
+            if state.ready:
+                progress(f"release {new} is already live; nothing to restart")
+                return _result(target, new, read_text_or_none(share, PREVIOUS), stats, False)
+        previous = current if current != new else read_text_or_none(share, PREVIOUS)
+        _switch(share, new, previous)
+        state = _restart_and_wait(target, settings.ready_timeout, progress)
+        if not state.ready:
+            raise _rolled_back(target, new, previous, state, settings.ready_timeout, progress)
+        _prune(share)
+        return _result(target, new, previous, stats, True)
+
+
+def _result(
+    target: Target, release: str, previous: str | None, stats: SyncStats, restarted: bool
+) -> DeployResult:
+    return DeployResult(
+        release=release,
+        previous_release=previous,
+        uploaded=stats.uploaded,
+        deleted=stats.deleted,
+        unchanged=stats.unchanged,
+        bytes_uploaded=stats.bytes_uploaded,
+        endpoint=target.endpoint(),
+        ui_url=target.ui_url(),
+        ready=True,
+        restarted=restarted,
+    )
+
+
+def _rolled_back(
+    target: Target,
+    failed: str,
+    previous: str | None,
+    state: ReadyState,
+    timeout: float,
+    progress: Progress,
+) -> NotReadyError:
+    share = target.share
+    reason = f"release {failed} did not become ready: {state.reason}"
+    if previous is None:
+        return NotReadyError(f"{reason}; there is no previous release to roll back to")
+    progress(f"roll back to {previous}")
+    _switch(share, previous, None)
+    share.delete(PREVIOUS)
+    restored = _restart_and_wait(target, timeout, progress)
+    outcome = "ready" if restored.ready else f"also not ready: {restored.reason}"
+    return NotReadyError(f"{reason}; rolled back to {previous} ({outcome})")
+
+
+def rollback(target: Target, ready_timeout: float, progress: Progress) -> RollbackResult:
+    target.check_deployable()
+    share = target.share
+    with deploy_lock(share):
+        current = read_text_or_none(share, CURRENT)
+        previous = read_text_or_none(share, PREVIOUS)
+        if current is None or previous is None:
+            raise InputError("nothing to roll back to: the share has no previous release")
+        _switch(share, previous, current)
+        state = _restart_and_wait(target, ready_timeout, progress)
+        if not state.ready:
+            raise NotReadyError(f"release {previous} did not become ready: {state.reason}")
+        return RollbackResult(previous, current, target.endpoint(), True)

@@ -1,0 +1,132 @@
+"""Parameter resolution, in one place, highest first (DESIGN.md "Contracts"):
+
+`--set name=value` → `ACA_INFER_*` environment variables → the parameters file rendered as a
+jinja2 template → the fine-tuning run's `infra/finetuning.config.json` → the template defaults.
+Nulls are dropped at every level so that the default applies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from provision.errors import InputError
+
+PARAMETERS_FILE = Path("infra/provision/inference.parameters.json")
+FINETUNING_CONFIG = Path("infra/finetuning.config.json")
+ENV_PREFIX = "ACA_INFER_"
+
+# The fine-tuning run's resources are reused for inference (AI Toolkit config keys -> params).
+_FINETUNING_KEYS = {
+    "STORAGE_ACCOUNT_NAME": "storageAccountName",
+    "FILE_SHARE_NAME": "fileShareName",
+    "ACA_ENVIRONMENT_NAME": "acaEnvironmentName",
+    "ACA_ENVIRONMENT_STORAGE_NAME": "acaEnvironmentStorageName",
+    "LOG_ANALYTICS_NAME": "acaLogAnalyticsName",
+    "LOCATION": "location",
+}
+
+
+def env_name(parameter: str) -> str:
+    return ENV_PREFIX + re.sub(r"(?<!^)(?=[A-Z])", "_", parameter).upper()
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_set_flags(items: Iterable[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise InputError(f"--set {item!r}: expected name=value, e.g. --set modelPath=models/x")
+        values[name.strip()] = _parse_value(raw)
+    return values
+
+
+def read_parameters_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The file's `parameters.<name>.value` entries, after jinja2 rendering with `env`."""
+    if not path.is_file():
+        return {}
+    engine = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    try:
+        rendered = engine.from_string(path.read_text(encoding="utf-8")).render(env=environ)
+    except jinja2.UndefinedError as error:
+        raise InputError(f"{path}: {error.message}; set that environment variable") from error
+    except jinja2.TemplateSyntaxError as error:
+        raise InputError(
+            f"{path}:{error.lineno}: template syntax error: {error.message}"
+        ) from error
+    try:
+        document = json.loads(rendered)
+    except json.JSONDecodeError as error:
+        raise InputError(
+            f"{path}:{error.lineno}: not valid JSON after rendering: {error.msg}"
+        ) from None
+    parameters = document.get("parameters") if isinstance(document, dict) else None
+    if not isinstance(parameters, dict):
+        raise InputError(f"{path}: expected an object with a 'parameters' object")
+    values: dict[str, Any] = {}
+    for name, entry in parameters.items():
+        if not isinstance(entry, dict) or "value" not in entry:
+            raise InputError(f"{path}: parameter {name!r} needs a 'value' (null for the default)")
+        values[name] = entry["value"]
+    return values
+
+
+def read_finetuning_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from error
+    return {param: config[key] for key, param in _FINETUNING_KEYS.items() if key in config}
+
+
+def _without_nulls(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def resolve_parameters(
+    project_dir: Path,
+    set_flags: Iterable[str],
+    environ: Mapping[str, str],
+    defaults: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Merge every source; a name no source or default knows is a typo, reported as such."""
+    from_file = read_parameters_file(project_dir / PARAMETERS_FILE, environ)
+    known = set(defaults) | set(from_file)
+    from_flags = parse_set_flags(set_flags)
+    unknown = sorted(set(from_flags) - known)
+    if unknown:
+        raise InputError(
+            f"--set {unknown[0]}: unknown parameter; known parameters: {', '.join(sorted(known))}"
+        )
+    from_env = {
+        name: _parse_value(environ[env_name(name)]) for name in known if env_name(name) in environ
+    }
+    merged: dict[str, Any] = {}
+    for layer in (
+        defaults,
+        read_finetuning_config(project_dir / FINETUNING_CONFIG),
+        from_file,
+        from_env,
+        from_flags,
+    ):
+        merged.update(_without_nulls(layer))
+    return merged
+
+
+def current_environment() -> dict[str, str]:
+    return dict(os.environ)

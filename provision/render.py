@@ -1,0 +1,91 @@
+"""How results look: one JSON object on stdout with --output json, else a few readable lines."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import click
+
+from provision.client import InvokeResult, StatusResult
+from provision.deploy import DeployResult, RollbackResult
+from provision.targets import ApiKeys, DownResult, ProvisionResult
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(_plain(value), indent=2, default=str)
+
+
+def _size(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def _next_steps(target: str, endpoint: str, ui_url: str) -> list[str]:
+    return [
+        f"Endpoint: {endpoint}/v1  (OpenAI-compatible; Azure ML format at {endpoint}/score)",
+        f"UI:       {ui_url}",
+        f"API key:  aca-infer keys show --target {target}",
+        f"Stop:     aca-infer down --target {target}",
+    ]
+
+
+def text(result: Any, target: str) -> str:
+    if isinstance(result, ProvisionResult):
+        verb = "Provisioned" if result.created else "Updated"
+        return "\n".join(
+            [f"{verb} the {result.target} target; config: {result.config_path}"]
+            + [f"  {name} = {value}" for name, value in sorted(result.parameters.items())]
+        )
+    if isinstance(result, DeployResult):
+        previous = f" (previous {result.previous_release})" if result.previous_release else ""
+        action = "restarted" if result.restarted else "already live"
+        return "\n".join(
+            [
+                f"Release {result.release}{previous} is ready ({action}): "
+                f"{result.uploaded} uploaded ({_size(result.bytes_uploaded)}), "
+                f"{result.unchanged} unchanged, {result.deleted} deleted",
+                *_next_steps(target, result.endpoint, result.ui_url),
+            ]
+        )
+    if isinstance(result, RollbackResult):
+        return f"Rolled back to release {result.release} (from {result.previous_release}); ready"
+    if isinstance(result, DownResult):
+        lines = ["Stopped the replica." if result.stopped else "No replica was running."]
+        lines += [f"Removed {path}" for path in result.removed]
+        lines += [f"Kept {path} (model files; --purge removes them)" for path in result.kept]
+        return "\n".join(lines)
+    if isinstance(result, InvokeResult):
+        return result.answer
+    if isinstance(result, StatusResult):
+        state = "ready" if result.ready else f"not ready ({result.reason})"
+        return "\n".join(
+            [
+                f"Target:   {result.target}",
+                f"Replica:  {'running' if result.running else 'stopped'}, {state}",
+                f"Release:  {result.release or '-'} (previous {result.previous_release or '-'})",
+                *_next_steps(target, result.endpoint, result.ui_url),
+            ]
+        )
+    if isinstance(result, ApiKeys):
+        return f"primary:   {result.primary}\nsecondary: {result.secondary}"
+    if isinstance(result, dict):
+        return "\n\n".join(text(part, target) for part in result.values())
+    raise TypeError(f"no text form for {type(result).__name__}")
+
+
+def show(result: Any, output: str, target: str) -> None:
+    click.echo(as_json(result) if output == "json" else text(result, target))
