@@ -1,0 +1,82 @@
+"""A target whose share is a real local folder and whose replica is a stand-in that records
+restarts and answers readiness from a rule, so deploy logic is tested without processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provision.local.share import LocalShare
+from provision.release import CURRENT
+from provision.share import read_text_or_none
+from provision.targets import (
+    ApiKeys,
+    DownResult,
+    Progress,
+    ProvisionResult,
+    ProvisionSettings,
+    ReadyState,
+)
+
+
+@dataclass
+class FakeReplica:
+    share: LocalShare
+    is_ready: Callable[[str | None], bool] = lambda release: True
+    running: bool = False
+    started_on: list[str | None] = field(default_factory=list)
+
+    def restart(self) -> None:
+        self.running = True
+        self.started_on.append(read_text_or_none(self.share, CURRENT))
+
+    def stop(self) -> bool:
+        was, self.running = self.running, False
+        return was
+
+    def is_running(self) -> bool:
+        return self.running
+
+    def wait_ready(self, timeout: float, progress: Progress) -> ReadyState:
+        release = read_text_or_none(self.share, CURRENT)
+        if self.is_ready(release):
+            return ReadyState(True)
+        return ReadyState(False, f"release {release} crashed on start")
+
+    def logs(self, lines: int = 40) -> str:
+        return ""
+
+
+class FakeTarget:
+    name = "fake"
+
+    def __init__(self, root: Path) -> None:
+        self._share = LocalShare(root)
+        self._replica = FakeReplica(self._share)
+
+    @property
+    def share(self) -> LocalShare:
+        return self._share
+
+    @property
+    def replica(self) -> FakeReplica:
+        return self._replica
+
+    def endpoint(self) -> str:
+        return "http://127.0.0.1:1"
+
+    def ui_url(self) -> str:
+        return "http://127.0.0.1:1/ui"
+
+    def keys(self) -> ApiKeys:
+        return ApiKeys("p", "s")
+
+    def provision(self, settings: ProvisionSettings, progress: Progress) -> ProvisionResult:
+        raise AssertionError("not used")
+
+    def check_deployable(self) -> None:
+        return None
+
+    def down(self, purge: bool, progress: Progress) -> DownResult:
+        raise AssertionError("not used")

@@ -1,0 +1,62 @@
+"""A stand-in `inference_app` for CLI tests: the real one needs torch and a model; this one
+answers the same contract (env vars, /ready, /health, key check, chat completion) in a few lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MAIN = """
+import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+KEYS = {os.environ["ACA_INFER_API_KEY_PRIMARY"], os.environ["ACA_INFER_API_KEY_SECONDARY"]}
+if os.environ.get("STANDIN_CRASH_RELEASE") == os.environ.get("ACA_INFER_RELEASE"):
+    raise SystemExit("stand-in: this release is configured to crash")
+
+
+class Handler(BaseHTTPRequestHandler):
+    def _send(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path in ("/ready", "/health"):
+            return self._send(200, {"status": "ok", "release": os.environ["ACA_INFER_RELEASE"]})
+        self._send(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if self.headers.get("authorization", "").removeprefix("Bearer ") not in KEYS:
+            return self._send(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
+        text = "echo: " + body["messages"][-1]["content"]
+        self._send(200, {"model": "standin", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer((os.environ["ACA_INFER_HOST"], int(os.environ["ACA_INFER_PORT"])), Handler).serve_forever()
+"""
+
+
+def write_standin_app(directory: Path) -> Path:
+    app = directory / "inference_app"
+    app.mkdir(parents=True, exist_ok=True)
+    (app / "__init__.py").write_text("")
+    (app / "__main__.py").write_text(MAIN)
+    return app
+
+
+def write_model_files(share: Path) -> None:
+    base = share / "model-cache/microsoft/Phi-3-mini-4k-instruct"
+    adapter = share / "models/qlora/qlora/gpu_model/adapter"
+    base.mkdir(parents=True)
+    adapter.mkdir(parents=True)
+    (base / "config.json").write_text("{}")
+    (adapter / "adapter_config.json").write_text("{}")

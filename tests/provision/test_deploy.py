@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from provision.deploy import DeploySettings, deploy, rollback
+from provision.errors import InputError, NotReadyError, OperationError
+from provision.release import CURRENT, LOCK, OBJECTS_DIR, PREVIOUS, Manifest, release_path
+from provision.share import read_text_or_none
+from tests.provision.fakes import FakeTarget
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+def write_app(app: Path, files: dict[str, str]) -> None:
+    for old in sorted(app.rglob("*"), reverse=True):
+        if old.is_file():
+            old.unlink()
+    app.mkdir(parents=True, exist_ok=True)
+    (app / "__main__.py").write_text("print('serve')\n")
+    for name, body in files.items():
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text(body)
+
+
+def remote_tree(target: FakeTarget) -> dict[str, bytes]:
+    """What the replica would see: the current release, materialised from the share."""
+    share = target.share
+    release = read_text_or_none(share, CURRENT)
+    assert release is not None
+    manifest = Manifest.from_json(share.read_bytes(release_path(release)))
+    tree = {}
+    for path, entry in manifest.files.items():
+        tree[path] = share.read_bytes(f"{OBJECTS_DIR}/{entry.sha256[:2]}/{entry.sha256}")
+    return tree
+
+
+def local_tree(app: Path) -> dict[str, bytes]:
+    return {
+        f"inference_app/{p.relative_to(app).as_posix()}": p.read_bytes()
+        for p in app.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> FakeTarget:
+    return FakeTarget(tmp_path / "share")
+
+
+def test_first_deploy_uploads_everything_and_switches(tmp_path: Path, target: FakeTarget) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "A", "pkg/b.py": "B"})
+    result = deploy(target, DeploySettings(app), quiet)
+    assert result.uploaded == 4  # three files and the bootstrap
+    assert result.unchanged == 0 and result.previous_release is None and result.ready
+    assert read_text_or_none(target.share, CURRENT) == result.release
+    assert remote_tree(target) == local_tree(app)
+    assert target.replica.started_on == [result.release]
+    assert not target.share.exists(LOCK)
+
+
+def test_redeploy_without_change_uploads_nothing_and_does_not_restart(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "A"})
+    first = deploy(target, DeploySettings(app), quiet)
+    second = deploy(target, DeploySettings(app), quiet)
+    assert (second.uploaded, second.bytes_uploaded, second.release) == (0, 0, first.release)
+    assert not second.restarted
+    assert len(target.replica.started_on) == 1
+
+
+def test_changed_file_uploads_only_that_file(tmp_path: Path, target: FakeTarget) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "A", "b.py": "B"})
+    first = deploy(target, DeploySettings(app), quiet)
+    write_app(app, {"a.py": "A2"})
+    second = deploy(target, DeploySettings(app), quiet)
+    assert (second.uploaded, second.deleted, second.unchanged) == (1, 1, 2)
+    assert second.bytes_uploaded == 2
+    assert second.previous_release == first.release
+    assert read_text_or_none(target.share, PREVIOUS) == first.release
+
+
+def test_release_that_fails_readiness_is_rolled_back(tmp_path: Path, target: FakeTarget) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "good"})
+    good = deploy(target, DeploySettings(app), quiet).release
+    target.replica.is_ready = lambda release: release == good
+    write_app(app, {"a.py": "broken"})
+    with pytest.raises(NotReadyError, match=f"rolled back to {good} \\(ready\\)"):
+        deploy(target, DeploySettings(app), quiet)
+    assert read_text_or_none(target.share, CURRENT) == good
+    assert target.replica.started_on[-1] == good
+    assert not target.share.exists(LOCK)
+
+
+def test_first_release_failing_readiness_says_there_is_nothing_to_roll_back_to(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    target.replica.is_ready = lambda release: False
+    app = tmp_path / "inference_app"
+    write_app(app, {})
+    with pytest.raises(NotReadyError, match="no previous release"):
+        deploy(target, DeploySettings(app), quiet)
+
+
+def test_rollback_on_demand_swaps_current_and_previous(tmp_path: Path, target: FakeTarget) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "one"})
+    one = deploy(target, DeploySettings(app), quiet).release
+    write_app(app, {"a.py": "two"})
+    two = deploy(target, DeploySettings(app), quiet).release
+    result = rollback(target, 5.0, quiet)
+    assert (result.release, result.previous_release) == (one, two)
+    assert remote_tree(target)["inference_app/a.py"] == b"one"
+
+
+def test_rollback_without_previous_is_bad_input(tmp_path: Path, target: FakeTarget) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {})
+    deploy(target, DeploySettings(app), quiet)
+    with pytest.raises(InputError, match="nothing to roll back"):
+        rollback(target, 5.0, quiet)
+
+
+def test_second_deploy_fails_fast_naming_the_lock_holder(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {})
+    target.share.create_exclusive(
+        LOCK, b'{"holder": "ci@runner", "pid": 42, "since": "2026-01-01T00:00:00+00:00"}'
+    )
+    with pytest.raises(OperationError, match=r"ci@runner \(pid 42\)"):
+        deploy(target, DeploySettings(app), quiet)
+    assert read_text_or_none(target.share, CURRENT) is None
+    assert deploy(target, DeploySettings(app, break_lock=True), quiet).ready
+
+
+def test_compiled_files_and_caches_are_not_shipped(tmp_path: Path, target: FakeTarget) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "A", "__pycache__/a.cpython-311.pyc": "x", ".hidden": "h"})
+    deploy(target, DeploySettings(app), quiet)
+    assert set(remote_tree(target)) == {"inference_app/__main__.py", "inference_app/a.py"}
+
+
+def test_only_current_and_previous_releases_are_kept(tmp_path: Path, target: FakeTarget) -> None:
+    app = tmp_path / "inference_app"
+    for body in ("1", "2", "3"):
+        write_app(app, {"a.py": body})
+        deploy(target, DeploySettings(app), quiet)
+    releases = list(target.share.list_files("app/releases"))
+    objects = list(target.share.list_files(OBJECTS_DIR))
+    assert len(releases) == 2
+    assert len(objects) == 3  # __main__.py, a.py of 2 and a.py of 3
+
+
+def test_deploy_settings_reject_a_folder_without_the_app(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--app-dir"):
+        DeploySettings(tmp_path)
+
+
+file_names = st.sampled_from(["a.py", "b.py", "pkg/c.py", "pkg/d.txt", "pkg/sub/e.py"])
+trees = st.dictionaries(file_names, st.text(max_size=20), max_size=5)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(trees, min_size=1, max_size=5))
+def test_after_any_sequence_of_edits_and_deploys_remote_equals_local(
+    tmp_path_factory: pytest.TempPathFactory, edits: list[dict[str, str]]
+) -> None:
+    root = tmp_path_factory.mktemp("prop")
+    target = FakeTarget(root / "share")
+    app = root / "inference_app"
+    for tree in edits:
+        write_app(app, tree)
+        result = deploy(target, DeploySettings(app), quiet)
+        assert remote_tree(target) == local_tree(app)
+        assert result.uploaded + result.unchanged == len(local_tree(app)) + 1
