@@ -31,7 +31,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         if self.headers.get("authorization", "").removeprefix("Bearer ") not in KEYS:
-            return self._send(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
+            return self._send(401, {"error": {"message": "bad key", "type": "auth"}})
         text = "echo: " + body["messages"][-1]["content"]
         self._send(200, {"model": "standin", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
@@ -41,7 +41,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer((os.environ["ACA_INFER_HOST"], int(os.environ["ACA_INFER_PORT"])), Handler).serve_forever()
+ADDRESS = (os.environ["ACA_INFER_HOST"], int(os.environ["ACA_INFER_PORT"]))
+ThreadingHTTPServer(ADDRESS, Handler).serve_forever()
 """
 
 
