@@ -1,0 +1,57 @@
+"""`python -m inference_app`: read settings (flags or `ACA_INFER_*` variables), load the engine in
+the background and serve the API and the chat UI with uvicorn. `--help` lists every setting."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from inference_app.settings import Settings, SettingsError, describe, load_settings
+
+log = logging.getLogger("inference_app")
+
+EXIT_BAD_SETTINGS = 2
+
+
+def build_engine(settings: Settings):  # type: ignore[no-untyped-def]  # engine type is lazy
+    # Imported here so `--help` and bad settings answer without loading torch.
+    from inference_app.engine.transformers_engine import TransformersEngine
+
+    return TransformersEngine(
+        model_path=settings.model_path,
+        adapters=settings.adapters,
+        max_batch_size=settings.max_batch_size,
+        max_queue=settings.max_queue,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
+    except SettingsError as exc:
+        print(f"inference_app: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+
+    import uvicorn
+
+    from inference_app.app import create_app
+    from inference_app.logging_setup import configure_logging
+
+    configure_logging(settings.log_level)
+    log.info("starting", extra={"settings": describe(settings)})
+    app = create_app(settings, build_engine(settings))
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

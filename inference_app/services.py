@@ -1,0 +1,44 @@
+"""The service objects one app holds, built once from the engine and settings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from inference_app.engine.base import Engine
+from inference_app.generation import GenerationService
+from inference_app.metrics import Metrics
+from inference_app.serving_chat import ChatService
+from inference_app.serving_completions import CompletionService
+from inference_app.serving_score import ScoreService
+
+
+@dataclass
+class Services:
+    generation: GenerationService
+    chat: ChatService
+    completions: CompletionService
+    score: ScoreService
+    metrics: Metrics
+    release: str
+    started_at: int = field(default_factory=lambda: int(time.time()))
+
+    @classmethod
+    def build(
+        cls, engine: Engine, *, release: str, default_max_tokens: int, keepalive_seconds: float
+    ) -> Services:
+        metrics = Metrics(engine)
+        generation = GenerationService(
+            engine,
+            metrics,
+            default_max_tokens=default_max_tokens,
+            keepalive_seconds=keepalive_seconds,
+        )
+        return cls(
+            generation=generation,
+            chat=ChatService(generation),
+            completions=CompletionService(generation),
+            score=ScoreService(generation),
+            metrics=metrics,
+            release=release,
+        )

@@ -1,0 +1,156 @@
+"""`POST /v1/chat/completions`: the whole conversation through the model's chat template."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from inference_app.engine.base import GenerationChunk, GenerationRequest, ModelInfo
+from inference_app.errors import APIError, BadRequestError, EngineFailureError
+from inference_app.generation import GenerationService, SamplingChoices, usage_of
+from inference_app.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+    Usage,
+)
+from inference_app.streaming import DONE_EVENT, KEEPALIVE_COMMENT
+
+log = logging.getLogger(__name__)
+
+
+def unsupported(field: str) -> BadRequestError:
+    return BadRequestError(
+        f"'{field}' is not supported by this server; remove it from the request",
+        param=field,
+        code="unsupported_parameter",
+    )
+
+
+def sse(payload: str) -> str:
+    return f"data: {payload}\n\n"
+
+
+def stream_error_event(exc: Exception) -> str:
+    """A failure after the stream began: one final `data:` event in the OpenAI error shape."""
+    if not isinstance(exc, APIError):
+        log.exception("stream failed", exc_info=exc)
+        exc = EngineFailureError("Generation failed")
+    return sse(json.dumps(exc.body()))
+
+
+@dataclass(frozen=True)
+class PreparedChat:
+    model: ModelInfo
+    requests: list[GenerationRequest]
+    prompt_tokens: int
+
+
+class ChatService:
+    def __init__(self, generation: GenerationService) -> None:
+        self.generation = generation
+
+    def prepare(self, body: ChatCompletionRequest, request_id: str) -> PreparedChat:
+        field = body.unsupported_field()
+        if field is not None:
+            raise unsupported(field)
+        self.generation.ensure_ready()
+        model = self.generation.resolve_model(body.model)
+        prompt = self.generation.render_chat(
+            [message.as_template_message() for message in body.messages]
+        )
+        prompt_tokens = self.generation.count_prompt(prompt, "messages")
+        sampling = self.generation.sampling(
+            SamplingChoices(
+                max_tokens=body.token_limit(),
+                temperature=body.temperature,
+                top_p=body.top_p,
+                stop=body.stop_sequences(),
+                seed=body.seed,
+                presence_penalty=body.presence_penalty,
+                frequency_penalty=body.frequency_penalty,
+            ),
+            prompt_tokens,
+        )
+        requests = self.generation.requests(request_id, prompt, sampling, model, body.n)
+        return PreparedChat(model, requests, prompt_tokens)
+
+    async def complete(self, body: ChatCompletionRequest, request_id: str) -> ChatCompletion:
+        prepared = self.prepare(body, request_id)
+        results = await self.generation.collect(prepared.requests)
+        usage = usage_of([prepared.prompt_tokens], [r.completion_tokens for r in results])
+        return ChatCompletion(
+            id=f"chatcmpl-{request_id}",
+            model=prepared.model.id,
+            choices=[
+                ChatChoice(
+                    index=i,
+                    message=AssistantMessage(content=r.text),
+                    finish_reason=r.finish_reason,
+                )
+                for i, r in enumerate(results)
+            ],
+            usage=usage,
+        )
+
+    async def stream(self, body: ChatCompletionRequest, request_id: str) -> AsyncIterator[str]:
+        """Prepare and start; errors up to the first event raise (and become HTTP statuses)."""
+        prepared = self.prepare(body, request_id)
+        events = await self.generation.stream(prepared.requests)
+        return self._sse(prepared, events, request_id, body.include_usage())
+
+    async def _sse(
+        self,
+        prepared: PreparedChat,
+        events: AsyncIterator[tuple[int, GenerationChunk] | None],
+        request_id: str,
+        include_usage: bool,
+    ) -> AsyncIterator[str]:
+        created = int(time.time())
+        chunk_id = f"chatcmpl-{request_id}"
+
+        def chunk(choices: list[ChatChunkChoice], usage: Usage | None = None) -> str:
+            return sse(
+                ChatCompletionChunk(
+                    id=chunk_id,
+                    created=created,
+                    model=prepared.model.id,
+                    choices=choices,
+                    usage=usage,
+                ).model_dump_json()
+            )
+
+        completion_tokens = [0] * len(prepared.requests)
+        try:
+            for index in range(len(prepared.requests)):
+                yield chunk(
+                    [ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""))]
+                )
+            async for event in events:
+                if event is None:
+                    yield KEEPALIVE_COMMENT
+                    continue
+                index, piece = event
+                completion_tokens[index] = piece.completion_tokens
+                if piece.text:
+                    yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(content=piece.text))])
+                if piece.finish_reason is not None:
+                    yield chunk(
+                        [
+                            ChatChunkChoice(
+                                index=index, delta=ChatDelta(), finish_reason=piece.finish_reason
+                            )
+                        ]
+                    )
+            if include_usage:
+                yield chunk([], usage_of([prepared.prompt_tokens], completion_tokens))
+            yield DONE_EVENT
+        except Exception as exc:
+            yield stream_error_event(exc)

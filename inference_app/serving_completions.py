@@ -1,0 +1,137 @@
+"""`POST /v1/completions`: raw prompts, no chat template; `n` choices per prompt."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from inference_app.engine.base import GenerationChunk, GenerationRequest, ModelInfo
+from inference_app.generation import GenerationService, SamplingChoices, usage_of
+from inference_app.protocol import Completion, CompletionChoice, CompletionRequest
+from inference_app.serving_chat import sse, stream_error_event, unsupported
+from inference_app.streaming import DONE_EVENT, KEEPALIVE_COMMENT
+
+
+@dataclass(frozen=True)
+class PreparedCompletion:
+    model: ModelInfo
+    prompts: list[str]
+    requests: list[GenerationRequest]  # prompt-major: choice index = prompt index * n + j
+    prompt_tokens: list[int]
+    n: int
+
+
+class CompletionService:
+    def __init__(self, generation: GenerationService) -> None:
+        self.generation = generation
+
+    def prepare(self, body: CompletionRequest, request_id: str) -> PreparedCompletion:
+        field = body.unsupported_field()
+        if field is not None:
+            raise unsupported(field)
+        self.generation.ensure_ready()
+        model = self.generation.resolve_model(body.model)
+        prompts = body.prompts()
+        requests: list[GenerationRequest] = []
+        prompt_tokens: list[int] = []
+        for i, prompt in enumerate(prompts):
+            param = "prompt" if len(prompts) == 1 else f"prompt[{i}]"
+            tokens = self.generation.count_prompt(prompt, param)
+            sampling = self.generation.sampling(
+                SamplingChoices(
+                    max_tokens=body.max_tokens,
+                    temperature=body.temperature,
+                    top_p=body.top_p,
+                    stop=body.stop_sequences(),
+                    seed=body.seed,
+                    presence_penalty=body.presence_penalty,
+                    frequency_penalty=body.frequency_penalty,
+                ),
+                tokens,
+            )
+            prompt_tokens.append(tokens)
+            requests += self.generation.requests(
+                f"{request_id}-p{i}" if len(prompts) > 1 else request_id,
+                prompt,
+                sampling,
+                model,
+                body.n,
+            )
+        return PreparedCompletion(model, prompts, requests, prompt_tokens, body.n)
+
+    async def complete(self, body: CompletionRequest, request_id: str) -> Completion:
+        prepared = self.prepare(body, request_id)
+        results = await self.generation.collect(prepared.requests)
+        return Completion(
+            id=f"cmpl-{request_id}",
+            model=prepared.model.id,
+            choices=[
+                CompletionChoice(
+                    index=i,
+                    text=(prepared.prompts[i // prepared.n] if body.echo else "") + r.text,
+                    finish_reason=r.finish_reason,
+                )
+                for i, r in enumerate(results)
+            ],
+            usage=usage_of(prepared.prompt_tokens, [r.completion_tokens for r in results]),
+        )
+
+    async def stream(self, body: CompletionRequest, request_id: str) -> AsyncIterator[str]:
+        prepared = self.prepare(body, request_id)
+        events = await self.generation.stream(prepared.requests)
+        return self._sse(prepared, events, request_id, body.echo, body.include_usage())
+
+    async def _sse(
+        self,
+        prepared: PreparedCompletion,
+        events: AsyncIterator[tuple[int, GenerationChunk] | None],
+        request_id: str,
+        echo: bool,
+        include_usage: bool,
+    ) -> AsyncIterator[str]:
+        created = int(time.time())
+
+        def chunk(index: int, text: str, finish_reason: str | None = None) -> str:
+            return sse(
+                Completion(
+                    id=f"cmpl-{request_id}",
+                    created=created,
+                    model=prepared.model.id,
+                    choices=[
+                        CompletionChoice(
+                            index=index,
+                            text=text,
+                            finish_reason=finish_reason,  # type: ignore[arg-type]
+                        )
+                    ],
+                ).model_dump_json()
+            )
+
+        completion_tokens = [0] * len(prepared.requests)
+        try:
+            if echo:
+                for index in range(len(prepared.requests)):
+                    yield chunk(index, prepared.prompts[index // prepared.n])
+            async for event in events:
+                if event is None:
+                    yield KEEPALIVE_COMMENT
+                    continue
+                index, piece = event
+                completion_tokens[index] = piece.completion_tokens
+                if piece.text or piece.finish_reason is not None:
+                    yield chunk(index, piece.text, piece.finish_reason)
+            if include_usage:
+                usage = usage_of(prepared.prompt_tokens, completion_tokens)
+                yield sse(
+                    Completion(
+                        id=f"cmpl-{request_id}",
+                        created=created,
+                        model=prepared.model.id,
+                        choices=[],
+                        usage=usage,
+                    ).model_dump_json()
+                )
+            yield DONE_EVENT
+        except Exception as exc:
+            yield stream_error_event(exc)

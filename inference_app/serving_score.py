@@ -1,0 +1,84 @@
+"""`POST /score`, compatible with Azure ML online-endpoint clients.
+
+Accepted bodies and answers (the shapes Azure ML's chat and text-generation deployments use, which
+clients such as LangChain's `AzureMLChatOnlineEndpoint` / `AzureMLOnlineEndpoint` parse):
+
+* `{"text": "..."}` — one user turn through the chat template → `{"output": "..."}`
+* `{"input_data": {"input_string": [{"role", "content"}, ...], "parameters": {...}}}` — a
+  conversation through the chat template → `{"output": "..."}`
+* `{"input_data": {"input_string": ["prompt", ...], "parameters": {...}}}` — raw prompts (text
+  generation, no template) → `[{"0": "..."}, ...]`, one entry per prompt.
+
+`parameters`: `temperature`, `top_p`, `do_sample` (false = greedy; when absent, sampling follows
+`temperature`), `max_new_tokens`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference_app.generation import GenerationService, SamplingChoices
+from inference_app.protocol import ChatMessage, ScoreOutput, ScoreParameters, ScoreRequest
+
+
+class ScoreService:
+    def __init__(self, generation: GenerationService) -> None:
+        self.generation = generation
+
+    async def score(
+        self, body: ScoreRequest, request_id: str
+    ) -> ScoreOutput | list[dict[str, str]]:
+        self.generation.ensure_ready()
+        if body.text is not None:
+            return ScoreOutput(
+                output=await self._chat(
+                    [{"role": "user", "content": body.text}], ScoreParameters(), request_id, "text"
+                )
+            )
+        assert body.input_data is not None  # guaranteed by ScoreRequest's validator
+        inputs, parameters = body.input_data.input_string, body.input_data.parameters
+        if all(isinstance(item, ChatMessage) for item in inputs):
+            messages = [
+                item.as_template_message() for item in inputs if isinstance(item, ChatMessage)
+            ]
+            text = await self._chat(messages, parameters, request_id, "input_data.input_string")
+            return ScoreOutput(output=text)
+        prompts = [item for item in inputs if isinstance(item, str)]
+        texts = await self._prompts(prompts, parameters, request_id)
+        return [{"0": text} for text in texts]
+
+    def _choices(self, parameters: ScoreParameters) -> SamplingChoices:
+        greedy = parameters.do_sample is False or (
+            parameters.do_sample is None and not parameters.temperature
+        )
+        return SamplingChoices(
+            max_tokens=parameters.max_new_tokens,
+            temperature=0.0 if greedy else (parameters.temperature or 1.0),
+            top_p=parameters.top_p,
+        )
+
+    async def _chat(
+        self,
+        messages: list[dict[str, str]],
+        parameters: ScoreParameters,
+        request_id: str,
+        param: str,
+    ) -> str:
+        gen = self.generation
+        model = gen.default_model()
+        prompt = gen.render_chat(messages)
+        sampling = gen.sampling(self._choices(parameters), gen.count_prompt(prompt, param))
+        [result] = await gen.collect(gen.requests(request_id, prompt, sampling, model, 1))
+        return result.text
+
+    async def _prompts(
+        self, prompts: list[str], parameters: ScoreParameters, request_id: str
+    ) -> list[str]:
+        gen = self.generation
+        model = gen.default_model()
+        requests: list[Any] = []
+        for i, prompt in enumerate(prompts):
+            tokens = gen.count_prompt(prompt, f"input_data.input_string[{i}]")
+            sampling = gen.sampling(self._choices(parameters), tokens)
+            requests += gen.requests(f"{request_id}-p{i}", prompt, sampling, model, 1)
+        return [result.text for result in await gen.collect(requests)]

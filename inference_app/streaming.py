@@ -1,0 +1,145 @@
+"""Async plumbing shared by the endpoints: SSE framing with keep-alives, merging the `n`
+streams of one request, and stopping work when the client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+T = TypeVar("T")
+
+KEEPALIVE_COMMENT = ": keep-alive\n\n"
+DONE_EVENT = "data: [DONE]\n\n"
+
+
+async def close_quietly(source: AsyncIterator[Any]) -> None:
+    """Close an async generator (which cancels the engine's work behind it)."""
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+async def _cancel(task: asyncio.Future[Any] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+async def open_with_idle_ticks(
+    source: AsyncIterator[T], *, grace: float, interval: float
+) -> AsyncIterator[T | None]:
+    """Start `source` and wait up to `grace` seconds for its first item, so an error raised at
+    submission (queue full, bad input) surfaces here, before any response has been started.
+
+    The returned iterator yields the items, and None whenever `interval` seconds pass without
+    one (a keep-alive tick). Closing it closes `source`."""
+    first: asyncio.Future[T] = asyncio.ensure_future(anext(source))
+    done, _ = await asyncio.wait({first}, timeout=grace)
+    if (
+        done
+        and first.exception() is not None
+        and not isinstance(first.exception(), StopAsyncIteration)
+    ):
+        await close_quietly(source)
+        first.result()  # raises the submission error
+    return _with_idle_ticks(source, first, interval)
+
+
+async def _with_idle_ticks(
+    source: AsyncIterator[T], pending: asyncio.Future[T] | None, interval: float
+) -> AsyncIterator[T | None]:
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(source))
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield None
+                continue
+            finished, pending = pending, None
+            try:
+                item = finished.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        await _cancel(pending)
+        await close_quietly(source)
+
+
+async def merge(sources: Iterable[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]:
+    """Interleave several streams as (index, item) in arrival order; an error in one ends all."""
+    streams = list(sources)
+    if len(streams) == 1:
+        only = streams[0]
+        try:
+            async for item in only:
+                yield 0, item
+        finally:
+            await close_quietly(only)
+        return
+    queue: asyncio.Queue[tuple[int, T | None, BaseException | None]] = asyncio.Queue()
+
+    async def pump(index: int, stream: AsyncIterator[T]) -> None:
+        try:
+            async for item in stream:
+                await queue.put((index, item, None))
+        except Exception as exc:
+            await queue.put((index, None, exc))
+            return
+        finally:
+            await close_quietly(stream)
+        await queue.put((index, None, None))
+
+    tasks = [asyncio.ensure_future(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            index, received, error = await queue.get()
+            if error is not None:
+                raise error
+            if received is None:
+                remaining -= 1
+                continue
+            yield index, received
+    finally:
+        for task in tasks:
+            await _cancel(task)
+
+
+def sse_response(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Run `work`, cancelling it if the client disconnects first (non-streaming requests,
+    where nothing else would notice)."""
+    task = asyncio.ensure_future(work)
+
+    async def wait_for_disconnect() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    watcher = asyncio.ensure_future(wait_for_disconnect())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await _cancel(watcher)
+        if not task.done():
+            await _cancel(task)
+    if task.cancelled():
+        raise asyncio.CancelledError("client disconnected")
+    return task.result()
