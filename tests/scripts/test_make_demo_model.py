@@ -1,0 +1,214 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BatchEncoding,
+    PreTrainedTokenizerBase,
+)
+
+from scripts import make_demo_model as demo
+from scripts.make_demo_model import DemoModel, make_demo_model
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+CONVERSATION = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What is the capital of France?"},
+    {"role": "assistant", "content": "Paris."},
+    {"role": "user", "content": "And of Italy?"},
+]
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _hidden_entries(demo_model: DemoModel) -> list[Path]:
+    parents = {demo_model.base_dir.parent, demo_model.adapter_dir.parent}
+    return [entry for parent in parents for entry in parent.iterdir() if entry.name.startswith(".")]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(demo_model: DemoModel) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(demo_model.base_dir)
+
+
+def _greedy_reply(model: Any, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    inputs = tokenizer.apply_chat_template(
+        CONVERSATION, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    assert isinstance(inputs, BatchEncoding)
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    return [int(token) for token in output[0, inputs["input_ids"].shape[1] :]]
+
+
+def test_writes_the_ai_toolkit_share_layout(demo_model: DemoModel) -> None:
+    share = demo_model.share_dir
+    assert demo_model.base_dir == share / "model-cache/aca-infer/tiny-phi3"
+    assert demo_model.adapter_dir == share / "models/qlora/qlora/gpu_model/adapter"
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    } <= {path.name for path in demo_model.base_dir.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {
+        path.name for path in demo_model.adapter_dir.iterdir()
+    }
+
+
+def test_cli_in_a_fresh_process_writes_the_same_bytes(
+    demo_model: DemoModel, tmp_path: Path
+) -> None:
+    # A separate process with its own hash seed catches output that depends on set ordering.
+    env = {**os.environ, "PYTHONHASHSEED": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "scripts/make_demo_model.py", "--share-dir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(tmp_path / "model-cache/aca-infer/tiny-phi3") in result.stdout
+    assert str(tmp_path / "models/qlora/qlora/gpu_model/adapter") in result.stdout
+    assert "KiB" in result.stdout
+    assert _tree_bytes(tmp_path) == _tree_bytes(demo_model.share_dir)
+
+
+def test_model_and_tokenizer_carry_phi3_settings(
+    demo_model: DemoModel, tokenizer: PreTrainedTokenizerBase
+) -> None:
+    config = json.loads((demo_model.base_dir / "config.json").read_text())
+    generation = json.loads((demo_model.base_dir / "generation_config.json").read_text())
+    vocab = tokenizer.get_vocab()
+
+    assert config["model_type"] == "phi3"
+    assert config["architectures"] == ["Phi3ForCausalLM"]
+    assert config["max_position_embeddings"] == 4096
+    assert config["vocab_size"] == len(tokenizer)
+    assert 512 <= len(tokenizer) <= 1024
+    assert tokenizer.eos_token == "<|end|>"
+    assert tokenizer.pad_token is not None
+    assert {vocab["<|end|>"], vocab["<|endoftext|>"]} <= set(generation["eos_token_id"])
+    for token in demo.SPECIAL_TOKENS:
+        assert vocab[token] in tokenizer.all_special_ids
+        assert tokenizer.tokenize(f"a{token}b") == ["a", token, "b"]
+
+
+def test_adapter_names_its_base_model(demo_model: DemoModel) -> None:
+    config = json.loads((demo_model.adapter_dir / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "aca-infer/tiny-phi3"
+    assert config["peft_type"] == "LORA"
+    assert config["r"] == 8
+    assert config["target_modules"] == ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]
+
+
+def test_chat_template_renders_every_turn_and_the_generation_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+) -> None:
+    prompt = tokenizer.apply_chat_template(CONVERSATION, tokenize=False, add_generation_prompt=True)
+    assert prompt == (
+        "<|system|>\nYou are a helpful assistant.<|end|>\n"
+        "<|user|>\nWhat is the capital of France?<|end|>\n"
+        "<|assistant|>\nParis.<|end|>\n"
+        "<|user|>\nAnd of Italy?<|end|>\n"
+        "<|assistant|>\n"
+    )
+    closed = tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
+    assert isinstance(closed, str)
+    assert closed.endswith("<|user|>\nAnd of Italy?<|end|>\n<|end|>")
+
+
+def test_chat_template_rejects_an_unknown_role(tokenizer: PreTrainedTokenizerBase) -> None:
+    with pytest.raises(Exception, match="Unsupported role: tool"):
+        tokenizer.apply_chat_template([{"role": "tool", "content": "42"}], tokenize=False)
+
+
+def test_greedy_reply_shows_text_and_the_adapter_changes_it(
+    demo_model: DemoModel, tokenizer: PreTrainedTokenizerBase
+) -> None:
+    base = AutoModelForCausalLM.from_pretrained(demo_model.base_dir).eval()
+    generation = json.loads((demo_model.base_dir / "generation_config.json").read_text())
+    stop_ids = set(generation["eos_token_id"])
+    base_reply = _greedy_reply(base, tokenizer)
+    before_stop = next(
+        (base_reply[:i] for i, token in enumerate(base_reply) if token in stop_ids), base_reply
+    )
+    visible = tokenizer.decode(before_stop, skip_special_tokens=True)
+    assert isinstance(visible, str)
+    assert visible.strip()
+    assert "\ufffd" not in visible
+
+    adapted = PeftModel.from_pretrained(base, demo_model.adapter_dir).eval()
+    assert _greedy_reply(adapted, tokenizer) != base_reply
+
+
+def test_total_size_stays_small(demo_model: DemoModel) -> None:
+    base_size = sum(len(body) for body in _tree_bytes(demo_model.base_dir).values())
+    adapter_size = sum(len(body) for body in _tree_bytes(demo_model.adapter_dir).values())
+    assert 100_000 < base_size < 2_000_000
+    assert 10_000 < adapter_size < 200_000
+
+
+def test_rerun_replaces_the_model_and_leaves_no_temp_dirs(tmp_path: Path) -> None:
+    first = make_demo_model(tmp_path)
+    expected = _tree_bytes(tmp_path)
+    (first.base_dir / "stale.bin").write_bytes(b"left over from an older model")
+    (first.adapter_dir / "adapter_config.json").write_text("{}")
+
+    second = make_demo_model(tmp_path)
+
+    assert second == first
+    assert _tree_bytes(tmp_path) == expected
+    assert _hidden_entries(second) == []
+
+
+def test_failed_run_keeps_the_previous_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = make_demo_model(tmp_path)
+    expected = _tree_bytes(tmp_path)
+
+    def fail(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(demo, "save_tokenizer", fail)
+    with pytest.raises(OSError, match="disk full"):
+        make_demo_model(tmp_path)
+
+    assert _tree_bytes(tmp_path) == expected
+    assert _hidden_entries(first) == []
+
+
+def test_share_dir_that_is_a_file_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_dir = tmp_path / "share.txt"
+    not_a_dir.write_text("")
+
+    assert demo.main(["--share-dir", str(not_a_dir)]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1
+    assert "--share-dir" in lines[0]
+    assert "not a directory" in lines[0]
