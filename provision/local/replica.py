@@ -19,19 +19,28 @@ from provision.targets import Progress, ReadyState
 STOP_GRACE_SECONDS = 10.0
 
 
-def _pid_alive(pid: int) -> bool:
+def _is_zombie(pid: int) -> bool:
+    # A replica started by an earlier `aca-infer` run is not our child; once it exits it may
+    # linger as a zombie until its new parent reaps it, and it still answers kill(0).
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours still answers kill(0); reap it so it counts as gone.
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    return not _is_zombie(pid)
 
 
 class LocalReplica:
@@ -53,7 +62,7 @@ class LocalReplica:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -67,9 +76,9 @@ class LocalReplica:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         return True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from provision.cli import cli
+from provision.local.replica import pid_alive
 from tests.provision.standin_app import write_model_files, write_standin_app
 
 
@@ -95,7 +95,7 @@ def test_deploy_invoke_status_redeploy_down(project: Project) -> None:
     pid = int((project.state / "replica.pid").read_text())
     down = project.run("down")
     assert down.exit_code == 0 and "Stopped the replica" in down.stdout
-    assert not _process_alive(pid)
+    assert not pid_alive(pid)
     assert not (project.state / "secrets.json").exists()
     assert (project.state / "share/model-cache").is_dir()  # model files kept without --purge
 
@@ -159,15 +159,3 @@ def test_help_imports_neither_torch_nor_azure() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done != pid

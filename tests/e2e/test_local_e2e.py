@@ -1,0 +1,81 @@
+"""The whole path as a user runs it: the real `aca-infer` command, the real server started from
+the share by the bootstrap, the demo model with its adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from provision.local.replica import pid_alive
+from scripts.make_demo_model import DemoModel
+
+REPO = Path(__file__).resolve().parents[2]
+ACA_INFER = [sys.executable, "-m", "provision"]
+DEMO_MODEL_PATH = "model-cache/aca-infer/tiny-phi3"
+
+pytestmark = pytest.mark.e2e
+
+
+class Cli:
+    def __init__(self, project: Path) -> None:
+        self.project = project
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [*ACA_INFER, "--project-dir", str(self.project), *args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ACA_INFER_")}
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+
+    def json(self, *args: str) -> dict:
+        done = self.run("--output", "json", *args)
+        assert done.returncode == 0, done.stderr
+        value: dict = json.loads(done.stdout)
+        return value
+
+
+@pytest.fixture
+def cli(tmp_path: Path, demo_model: DemoModel) -> Iterator[Cli]:
+    shutil.copytree(REPO / "inference_app", tmp_path / "inference_app")
+    shutil.copytree(demo_model.share_dir, tmp_path / ".aca-infer/local/share")
+    cli = Cli(tmp_path)
+    yield cli
+    cli.run("down", "--purge")
+
+
+def test_provision_deploy_request_redeploy_down(cli: Cli) -> None:
+    provisioned = cli.json("provision", "--set", f"modelPath={DEMO_MODEL_PATH}")
+    endpoint = provisioned["endpoint"]
+
+    deployed = cli.json("deploy")
+    assert deployed["ready"] and deployed["uploaded"] > 0 and deployed["endpoint"] == endpoint
+
+    keys = cli.json("keys", "show")
+    assert httpx.get(f"{endpoint}/health").status_code == 200
+    unauthorised = httpx.get(f"{endpoint}/v1/models")
+    assert unauthorised.status_code == 401
+    assert set(unauthorised.json()["error"]) >= {"message", "type", "param", "code"}
+    for key in (keys["primary"], keys["secondary"]):
+        models = httpx.get(f"{endpoint}/v1/models", headers={"api-key": key})
+        assert models.status_code == 200
+    model_ids = [m["id"] for m in models.json()["data"]]
+    assert len(model_ids) == 2  # the base model and the demo adapter
+
+    answer = cli.run("invoke", "--message", "Hello! Who are you?", "--max-tokens", "16")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip()
+
+    again = cli.json("deploy")
+    assert (again["uploaded"], again["release"]) == (0, deployed["release"])
+
+    pid = int((cli.project / ".aca-infer/local/replica.pid").read_text())
+    assert cli.run("down").returncode == 0
+    assert not pid_alive(pid)
+    assert not (cli.project / ".aca-infer/local/secrets.json").exists()
+    assert (cli.project / ".aca-infer/local/share" / DEMO_MODEL_PATH / "config.json").is_file()
