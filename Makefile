@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 # torch would pull a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
 SHARE_DIR := .aca-infer/local/share
-DEMO_MODEL := $(SHARE_DIR)/model-cache/aca-infer/tiny-phi3/config.json
+DEMO_MODEL_PATH := model-cache/aca-infer/tiny-phi3
+DEMO_MODEL := $(SHARE_DIR)/$(DEMO_MODEL_PATH)/config.json
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export AZURE_TOKEN_CREDENTIALS := dev
@@ -30,9 +31,14 @@ $(DEMO_MODEL): $(STAMP) scripts/make_demo_model.py
 	$(PY) scripts/make_demo_model.py --share-dir $(SHARE_DIR)
 
 demo: setup demo-model
-	$(ACA) up --target local
-	$(ACA) invoke --target local --message "Hello! Who are you?"
-	$(ACA) status --target local
+	$(ACA) up --target local --set modelPath=$(DEMO_MODEL_PATH)
+	@echo
+	@echo "Chat completion through the endpoint, with the API key:"
+	@$(ACA) invoke --target local --message "Hello! Who are you?"
+	@echo
+	@$(ACA) status --target local
+	@echo
+	@echo "The replica keeps running. Stop it with: make stop"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -94,17 +94,17 @@ def sync_release(
     manifest last, so a manifest on the share always names bodies that are all there."""
     existing = set(share.list_files(OBJECTS_DIR))
     current = _load_manifest(share, read_text_or_none(share, CURRENT))
-    uploaded = unchanged = bytes_uploaded = 0
-    for path, entry in sorted(manifest.files.items()):
-        target = object_path(entry.sha256)
-        if target in existing:
-            unchanged += 1
-            continue
-        progress(f"upload {path} ({entry.size} bytes)")
+    changed = [
+        p for p, e in sorted(manifest.files.items()) if object_path(e.sha256) not in existing
+    ]
+    # Files with the same content share one body: write it once.
+    bodies_to_write = {object_path(manifest.files[path].sha256): path for path in changed}
+    uploaded, unchanged = len(changed), len(manifest.files) - len(changed)
+    bytes_uploaded = sum(manifest.files[path].size for path in bodies_to_write.values())
+    if changed:
+        progress(f"upload {uploaded} changed files ({bytes_uploaded} bytes) to {share.describe()}")
+    for target, path in bodies_to_write.items():
         share.write_bytes(target, bodies[path].read_bytes())
-        existing.add(target)
-        uploaded += 1
-        bytes_uploaded += entry.size
     bootstrap = bootstrap_source()
     on_share = share.read_bytes(BOOTSTRAP) if share.exists(BOOTSTRAP) else None
     if on_share is None or sha256_bytes(on_share) != sha256_bytes(bootstrap):

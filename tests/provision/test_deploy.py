@@ -187,3 +187,14 @@ def test_after_any_sequence_of_edits_and_deploys_remote_equals_local(
         result = deploy(target, DeploySettings(app), quiet)
         assert remote_tree(target) == local_tree(app)
         assert result.uploaded + result.unchanged == len(local_tree(app)) + 1
+
+
+def test_files_with_equal_content_count_as_uploaded_and_share_one_body(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "same", "b.py": "same"})
+    result = deploy(target, DeploySettings(app), quiet)
+    assert (result.uploaded, result.unchanged) == (4, 0)
+    assert len(list(target.share.list_files(OBJECTS_DIR))) == 2
+    assert remote_tree(target) == local_tree(app)
