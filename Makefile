@@ -15,7 +15,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export AZURE_TOKEN_CREDENTIALS := dev
 
-.PHONY: setup demo-model demo test lint typecheck unit stop clean
+.PHONY: setup browser demo-model demo test lint typecheck stop clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,12 @@ demo: setup demo-model
 	@echo
 	@echo "The replica keeps running. Stop it with: make stop"
 
+# The UI tests drive headless Chromium; Debian's package is the one this machine can install.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install -y chromium" >&2; exit 3; fi; }
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -47,7 +53,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup lint typecheck
+test: setup browser demo-model lint typecheck
 	$(VENV)/bin/pytest
 
 stop:
