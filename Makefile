@@ -53,7 +53,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup browser demo-model lint typecheck
+test: setup browser lint typecheck
 	$(VENV)/bin/pytest
 
 stop:
