@@ -35,12 +35,7 @@ _COUNTED_ROUTES = (
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:
-    services = Services.build(
-        engine,
-        release=settings.release,
-        default_max_tokens=settings.default_max_tokens,
-        keepalive_seconds=settings.keepalive_seconds,
-    )
+    services = Services.build(engine, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -58,6 +58,13 @@ def engine_errors() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class GenerationLimits:
+    default_max_tokens: int = 512  # when a request names none
+    max_tokens_limit: int = 0  # operator's cap on any request; 0 = the context window only
+    keepalive_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class SamplingChoices:
     """The sampling knobs a request asked for (None = the server's default)."""
 
@@ -87,13 +94,10 @@ def usage_of(prompt_tokens_by_prompt: Sequence[int], completion_tokens: Sequence
 
 
 class GenerationService:
-    def __init__(
-        self, engine: Engine, metrics: Metrics, *, default_max_tokens: int, keepalive_seconds: float
-    ) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics, limits: GenerationLimits) -> None:
         self.engine = engine
         self.metrics = metrics
-        self.default_max_tokens = default_max_tokens
-        self.keepalive_seconds = keepalive_seconds
+        self.limits = limits
         self.startup_error: str | None = None
 
     # --- readiness and models --------------------------------------------------------------
@@ -146,7 +150,9 @@ class GenerationService:
     def sampling(self, choices: SamplingChoices, prompt_tokens: int) -> SamplingParams:
         with engine_errors():
             room = self.engine.context_window - prompt_tokens
-        wanted = choices.max_tokens if choices.max_tokens is not None else self.default_max_tokens
+        wanted = choices.max_tokens or self.limits.default_max_tokens
+        if self.limits.max_tokens_limit:
+            room = min(room, self.limits.max_tokens_limit)
         return SamplingParams(
             max_tokens=max(1, min(wanted, room)),
             temperature=1.0 if choices.temperature is None else choices.temperature,
@@ -197,7 +203,7 @@ class GenerationService:
         return await open_with_idle_ticks(
             self._events(requests),
             grace=SUBMISSION_GRACE_SECONDS,
-            interval=self.keepalive_seconds,
+            interval=self.limits.keepalive_seconds,
         )
 
     async def collect(self, requests: Sequence[GenerationRequest]) -> list[Completed]:

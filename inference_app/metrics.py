@@ -15,7 +15,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from inference_app.engine.base import Engine, GenerationChunk, GenerationRequest
+from inference_app.engine.base import (
+    Engine,
+    EngineOverloadedError,
+    GenerationChunk,
+    GenerationRequest,
+)
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _RATE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
@@ -111,7 +116,8 @@ class Metrics:
                     outcome = chunk.finish_reason
                 yield chunk
         except BaseException as exc:
-            outcome = "cancelled" if isinstance(exc, GeneratorExit | CancelledError) else "error"
+            if last is None or last.finish_reason is None:
+                outcome = _outcome_of(exc)
             raise
         finally:
             if first_at is None:
@@ -125,3 +131,11 @@ class Metrics:
                 elapsed = time.perf_counter() - (first_at or started)
                 if last.completion_tokens > 1 and elapsed > 0:
                     self.tokens_per_second.observe((last.completion_tokens - 1) / elapsed)
+
+
+def _outcome_of(exc: BaseException) -> str:
+    if isinstance(exc, GeneratorExit | CancelledError):
+        return "cancelled"  # the client went away (or the request was dropped)
+    if isinstance(exc, EngineOverloadedError):
+        return "rejected"
+    return "error"

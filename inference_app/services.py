@@ -6,11 +6,12 @@ import time
 from dataclasses import dataclass, field
 
 from inference_app.engine.base import Engine
-from inference_app.generation import GenerationService
+from inference_app.generation import GenerationLimits, GenerationService
 from inference_app.metrics import Metrics
 from inference_app.serving_chat import ChatService
 from inference_app.serving_completions import CompletionService
 from inference_app.serving_score import ScoreService
+from inference_app.settings import Settings
 
 
 @dataclass
@@ -24,15 +25,16 @@ class Services:
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     @classmethod
-    def build(
-        cls, engine: Engine, *, release: str, default_max_tokens: int, keepalive_seconds: float
-    ) -> Services:
+    def build(cls, engine: Engine, settings: Settings) -> Services:
         metrics = Metrics(engine)
         generation = GenerationService(
             engine,
             metrics,
-            default_max_tokens=default_max_tokens,
-            keepalive_seconds=keepalive_seconds,
+            GenerationLimits(
+                default_max_tokens=settings.default_max_tokens,
+                max_tokens_limit=settings.max_tokens_limit,
+                keepalive_seconds=settings.keepalive_seconds,
+            ),
         )
         return cls(
             generation=generation,
@@ -40,5 +42,5 @@ class Services:
             completions=CompletionService(generation),
             score=ScoreService(generation),
             metrics=metrics,
-            release=release,
+            release=settings.release,
         )

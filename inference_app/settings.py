@@ -50,6 +50,7 @@ class Settings:
     max_batch_size: int = 16
     max_queue: int = 128
     default_max_tokens: int = 512
+    max_tokens_limit: int = 0  # 0 = only the context window bounds max_tokens
     keepalive_seconds: float = 10.0
     ui_enabled: bool = True
     log_level: str = "INFO"
@@ -119,6 +120,12 @@ OPTIONS: tuple[_Option, ...] = (
         "max_tokens when a chat request gives none",
     ),
     _Option(
+        "--max-tokens-limit",
+        "ACA_INFER_MAX_TOKENS_LIMIT",
+        "0",
+        "upper bound on any request's max_tokens (0 = the context window)",
+    ),
+    _Option(
         "--keepalive-seconds",
         "ACA_INFER_KEEPALIVE_SECONDS",
         "10",
@@ -180,6 +187,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         max_batch_size=get("max_batch_size", _int_between(1, 4096)),
         max_queue=get("max_queue", _int_between(1, 1_000_000)),
         default_max_tokens=get("default_max_tokens", _int_between(1, 1_000_000)),
+        max_tokens_limit=get("max_tokens_limit", _int_between(0, 1_000_000)),
         keepalive_seconds=get("keepalive_seconds", _float_between(0.1, 230.0)),
         ui_enabled=get("ui", _bool),
         log_level=get("log_level", _log_level),
