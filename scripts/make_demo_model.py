@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -196,9 +196,8 @@ def build_base_model(tokenizer: PreTrainedTokenizerFast) -> Phi3ForCausalLM:
     import torch
     from transformers import GenerationConfig, Phi3Config, Phi3ForCausalLM
 
-    token_id = tokenizer.get_vocab().__getitem__
-
-    stop_ids = [token_id(END), token_id(END_OF_TEXT)]
+    vocab = tokenizer.get_vocab()
+    stop_ids = [vocab[END], vocab[END_OF_TEXT]]
     config = Phi3Config(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -208,9 +207,9 @@ def build_base_model(tokenizer: PreTrainedTokenizerFast) -> Phi3ForCausalLM:
         num_key_value_heads=4,
         max_position_embeddings=CONTEXT_WINDOW,
         original_max_position_embeddings=CONTEXT_WINDOW,
-        bos_token_id=token_id(BOS),
+        bos_token_id=vocab[BOS],
         eos_token_id=stop_ids[0],
-        pad_token_id=token_id(END_OF_TEXT),
+        pad_token_id=vocab[END_OF_TEXT],
         architectures=["Phi3ForCausalLM"],
         dtype="float32",
     )
@@ -294,21 +293,32 @@ def _prepare_share_dir(share_dir: Path) -> Path:
 def _atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty sibling of `target`; on success it replaces `target` in one rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
         _make_readable(tmp)
-        if target.exists():
-            # A directory cannot be renamed over a non-empty one: move the old one aside first.
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / target.name)
+        if not target.exists():
             os.replace(tmp, target)
-            shutil.rmtree(old)
-        else:
+            return
+        # A directory cannot be renamed over a non-empty one: move the old one aside first.
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, old / target.name)
+        try:
             os.replace(tmp, target)
+        except OSError:
+            os.replace(old / target.name, target)
+            raise
+        shutil.rmtree(old)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_leftovers(target: Path) -> None:
+    # A run killed mid-write leaves its hidden temporary siblings behind; they are never read.
+    for pattern in (f".{target.name}.tmp-*", f".{target.name}.old-*"):
+        for leftover in target.parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _make_readable(tree: Path) -> None:
@@ -325,13 +335,18 @@ def _dir_size(path: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see --help\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _OneLineErrorParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--share-dir",
         type=Path,
         required=True,
-        help="share root to write into (e.g. .aca-infer/local/share)",
+        help="share root to write into (e.g. .aca-infer/local/share); created if missing",
     )
     args = parser.parse_args(argv)
     try:
@@ -339,6 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        # Disk full, permissions inside the share: the previous model, if any, is untouched.
+        print(
+            f"error: writing the demo model under {args.share_dir} failed: {err}", file=sys.stderr
+        )
+        return 1
     for label, path in (("base model", demo.base_dir), ("adapter", demo.adapter_dir)):
         count, size = _dir_size(path)
         print(f"wrote {label}: {path} ({count} files, {size / 1024:.0f} KiB)")

@@ -1,5 +1,6 @@
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -181,21 +182,42 @@ def test_rerun_replaces_the_model_and_leaves_no_temp_dirs(tmp_path: Path) -> Non
     assert _hidden_entries(second) == []
 
 
-def test_failed_run_keeps_the_previous_model(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
+    leftover = tmp_path / "model-cache/aca-infer/.tiny-phi3.tmp-killed"
+    leftover.mkdir(parents=True)
+    (leftover / "model.safetensors").write_bytes(b"half written")
+
+    assert _hidden_entries(make_demo_model(tmp_path)) == []
+
+
+def test_failed_run_keeps_the_previous_model_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first = make_demo_model(tmp_path)
     expected = _tree_bytes(tmp_path)
 
     def fail(*_: object) -> None:
-        raise OSError("disk full")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(demo, "save_tokenizer", fail)
-    with pytest.raises(OSError, match="disk full"):
-        make_demo_model(tmp_path)
+    assert demo.main(["--share-dir", str(tmp_path)]) == 1
 
     assert _tree_bytes(tmp_path) == expected
     assert _hidden_entries(first) == []
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert "No space left on device" in lines[0]
+
+
+def test_files_are_readable_by_other_users(tmp_path: Path) -> None:
+    # The replica may run as another user than the one who made the model.
+    previous = os.umask(0o022)
+    try:
+        made = make_demo_model(tmp_path)
+    finally:
+        os.umask(previous)
+    for path in [made.base_dir, made.adapter_dir, *made.base_dir.iterdir()]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o004, path
 
 
 def test_share_dir_that_is_a_file_exits_2_with_one_line(
@@ -212,3 +234,13 @@ def test_share_dir_that_is_a_file_exits_2_with_one_line(
     assert len(lines) == 1
     assert "--share-dir" in lines[0]
     assert "not a directory" in lines[0]
+
+
+def test_missing_share_dir_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main([])
+
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert "--share-dir" in lines[0]
