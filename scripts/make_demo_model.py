@@ -44,6 +44,10 @@ VOCAB_SIZE = 768
 # (random weights give gibberish either way); tests/scripts/test_make_demo_model.py checks it.
 MODEL_SEED = 2
 ADAPTER_SEED = 1
+# With these seeds, a conversation of this one user message gets a greedy base-model reply of a
+# few visible tokens that ends with `<|end|>`: what tests of finish_reason "stop" need (most
+# prompts run on to the token limit instead).
+EARLY_STOP_USER_MESSAGE = "hi help"
 # peft initialises lora_B to zero (a no-op adapter); this spread makes the adapter's effect on
 # greedy output obvious without drowning the base weights (initializer_range 0.02).
 LORA_B_STD = 0.05

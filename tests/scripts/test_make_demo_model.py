@@ -47,14 +47,25 @@ def tokenizer(demo_model: DemoModel) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(demo_model.base_dir)
 
 
-def _greedy_reply(model: Any, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+def _greedy_reply(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, str]] = CONVERSATION,
+    max_new_tokens: int = 12,
+) -> list[int]:
     inputs = tokenizer.apply_chat_template(
-        CONVERSATION, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
     assert isinstance(inputs, BatchEncoding)
     with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return [int(token) for token in output[0, inputs["input_ids"].shape[1] :]]
+
+
+def _text(tokenizer: PreTrainedTokenizerBase, token_ids: list[int]) -> str:
+    text = tokenizer.decode(token_ids, skip_special_tokens=True)
+    assert isinstance(text, str)
+    return text
 
 
 def test_writes_the_ai_toolkit_share_layout(demo_model: DemoModel) -> None:
@@ -153,13 +164,25 @@ def test_greedy_reply_shows_text_and_the_adapter_changes_it(
     before_stop = next(
         (base_reply[:i] for i, token in enumerate(base_reply) if token in stop_ids), base_reply
     )
-    visible = tokenizer.decode(before_stop, skip_special_tokens=True)
-    assert isinstance(visible, str)
+    visible = _text(tokenizer, before_stop)
     assert visible.strip()
     assert "\ufffd" not in visible
 
     adapted = PeftModel.from_pretrained(base, demo_model.adapter_dir).eval()
     assert _greedy_reply(adapted, tokenizer) != base_reply
+
+
+def test_early_stop_message_gets_a_short_reply_that_ends_with_end(
+    demo_model: DemoModel, tokenizer: PreTrainedTokenizerBase
+) -> None:
+    base = AutoModelForCausalLM.from_pretrained(demo_model.base_dir).eval()
+    messages = [{"role": "user", "content": demo.EARLY_STOP_USER_MESSAGE}]
+
+    reply = _greedy_reply(base, tokenizer, messages, max_new_tokens=32)
+
+    assert reply[-1] == tokenizer.get_vocab()["<|end|>"]
+    assert len(reply) < 32
+    assert _text(tokenizer, reply[:-1]).strip()
 
 
 def test_total_size_stays_small(demo_model: DemoModel) -> None:
