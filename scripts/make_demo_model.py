@@ -112,6 +112,8 @@ their way.
 
 @dataclass(frozen=True)
 class DemoModel:
+    """Where one run put the model; every path is absolute."""
+
     share_dir: Path
     base_dir: Path
     adapter_dir: Path
