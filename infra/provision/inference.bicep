@@ -182,7 +182,7 @@ module monitoring 'modules/monitoring.bicep' = if (!useExistingLogAnalytics && !
   }
 }
 
-module environment 'modules/environment.bicep' = if (!useExistingEnvironment) {
+module appEnvironment 'modules/environment.bicep' = if (!useExistingEnvironment) {
   name: '${deployment().name}-environment'
   params: {
     name: acaEnvironmentName
@@ -233,7 +233,7 @@ module app 'modules/app.bicep' = {
     startupProbeFailureThreshold: startupProbeFailureThreshold
   }
   dependsOn: [
-    environment
+    appEnvironment
   ]
 }
 

@@ -57,7 +57,7 @@ def test_main_template_composes_modules_only(main: checks.Template) -> None:
     created = [symbol for symbol, r in main.resources.items() if not r.get("existing")]
 
     assert created == []
-    assert set(main.modules) == {"storage", "monitoring", "environment", "app"}
+    assert set(main.modules) == {"storage", "monitoring", "appEnvironment", "app"}
 
 
 def test_outputs_are_the_inference_config_keys(main: checks.Template) -> None:

@@ -81,7 +81,7 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2025-07-01' existin
   name: logAnalyticsName
 }
 
-resource environment 'Microsoft.App/managedEnvironments@2025-07-01' = {
+resource managedEnvironment 'Microsoft.App/managedEnvironments@2025-07-01' = {
   name: name
   location: location
   tags: tags
@@ -101,7 +101,7 @@ resource environment 'Microsoft.App/managedEnvironments@2025-07-01' = {
 }
 
 resource environmentStorage 'Microsoft.App/managedEnvironments/storages@2025-07-01' = {
-  parent: environment
+  parent: managedEnvironment
   name: storageName
   properties: {
     azureFile: {
@@ -114,10 +114,10 @@ resource environmentStorage 'Microsoft.App/managedEnvironments/storages@2025-07-
 }
 
 @description('The environment name.')
-output name string = environment.name
+output name string = managedEnvironment.name
 
 @description('The environment resource ID.')
-output resourceId string = environment.id
+output resourceId string = managedEnvironment.id
 
 @description('The environment storage entry that the app mounts.')
 output storageName string = environmentStorage.name
