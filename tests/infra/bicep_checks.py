@@ -673,6 +673,15 @@ def check_bicepconfig(config: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def check_params_documented(template: Template, readme: str) -> list[str]:
+    """Every param of the template appears, in backticks, in the infra README."""
+    return [
+        f"infra/README.md does not document param {name}"
+        for name in template.params
+        if f"`{name}`" not in readme
+    ]
+
+
 def all_template_problems(template: Template) -> list[str]:
     """Every per-file check, in one list (run on the main template and each module)."""
     return [

@@ -312,3 +312,12 @@ def test_typed_array_items_are_checked() -> None:
     problems = checks.check_parameters_file(template, parameters(commands=["ok", 2]))
 
     assert problems == ["commands: expected an array of string"]
+
+
+def test_undocumented_parameter_is_reported() -> None:
+    main = checks.parse_file(checks.MAIN_TEMPLATE)
+    readme = (checks.INFRA_DIR / "README.md").read_text(encoding="utf-8")
+
+    problems = checks.check_params_documented(main, readme.replace("`concurrentRequests`", "x"))
+
+    assert problems == ["infra/README.md does not document param concurrentRequests"]

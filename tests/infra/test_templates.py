@@ -117,3 +117,9 @@ def test_no_preview_api_version_in_any_file() -> None:
 
 def test_bicepconfig_makes_the_rules_that_matter_errors() -> None:
     assert checks.check_bicepconfig(load_json(checks.INFRA_DIR / "bicepconfig.json")) == []
+
+
+def test_readme_documents_every_parameter(main: checks.Template) -> None:
+    readme = (checks.INFRA_DIR / "README.md").read_text(encoding="utf-8")
+
+    assert checks.check_params_documented(main, readme) == []
