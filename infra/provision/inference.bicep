@@ -101,7 +101,7 @@ param apiKeyPrimary string
 param apiKeySecondary string
 
 @description('Optional. Seconds before the first startup probe on /ready.')
-@minValue(0)
+@minValue(1)
 @maxValue(60)
 param startupProbeInitialDelaySeconds int = 30
 
@@ -161,7 +161,7 @@ var containerCommand = empty(defaultCommands) ? bootstrapCommand : shellCommand
 var appWorkloadProfileName = gpuProfileType == 'Consumption' ? 'Consumption' : workloadProfileName
 
 module storage 'modules/storage.bicep' = if (!useExistingStorageAccount) {
-  name: '${deployment().name}-storage'
+  name: take('${deployment().name}-storage', 64)
   params: {
     accountName: storageAccountName
     shareName: fileShareName
@@ -173,7 +173,7 @@ module storage 'modules/storage.bicep' = if (!useExistingStorageAccount) {
 
 // An existing environment already sends its logs somewhere: no workspace is created for it.
 module monitoring 'modules/monitoring.bicep' = if (!useExistingLogAnalytics && !useExistingEnvironment) {
-  name: '${deployment().name}-monitoring'
+  name: take('${deployment().name}-monitoring', 64)
   params: {
     name: acaLogAnalyticsName
     location: location
@@ -183,7 +183,7 @@ module monitoring 'modules/monitoring.bicep' = if (!useExistingLogAnalytics && !
 }
 
 module appEnvironment 'modules/environment.bicep' = if (!useExistingEnvironment) {
-  name: '${deployment().name}-environment'
+  name: take('${deployment().name}-environment', 64)
   params: {
     name: acaEnvironmentName
     storageName: acaEnvironmentStorageName
@@ -210,7 +210,7 @@ resource managedEnvironment 'Microsoft.App/managedEnvironments@2025-07-01' exist
 }
 
 module app 'modules/app.bicep' = {
-  name: '${deployment().name}-app'
+  name: take('${deployment().name}-app', 64)
   params: {
     name: acaAppName
     environmentId: managedEnvironment.id

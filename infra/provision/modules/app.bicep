@@ -68,7 +68,7 @@ param maximumInstanceCount int = 1
 param concurrentRequests int = 4
 
 @description('Optional. Seconds before the first startup probe.')
-@minValue(0)
+@minValue(1)
 @maxValue(60)
 param startupProbeInitialDelaySeconds int = 30
 
