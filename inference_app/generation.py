@@ -28,12 +28,17 @@ from inference_app.errors import (
     OverloadedError,
 )
 from inference_app.metrics import Metrics
-from inference_app.protocol import Usage
+from inference_app.protocol import MAX_SEED, Usage
 from inference_app.streaming import merge, open_with_idle_ticks
 
 # How long a streaming request waits for its first event before sending headers: long enough
 # for a full queue to answer 429 as a status code, short enough not to delay a long prefill.
 SUBMISSION_GRACE_SECONDS = 0.2
+
+# Below these, sampling is indistinguishable from greedy decoding (the nucleus is the single most
+# likely token, or the distribution is that sharp) while the numbers would underflow in float32.
+_GREEDY_BELOW_TEMPERATURE = 1e-4
+_GREEDY_BELOW_TOP_P = 1e-6
 
 # The engine's input errors start with the field they are about: "prompt: it is empty; ...".
 _FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
@@ -153,10 +158,14 @@ class GenerationService:
         wanted = choices.max_tokens or self.limits.default_max_tokens
         if self.limits.max_tokens_limit:
             room = min(room, self.limits.max_tokens_limit)
+        temperature = 1.0 if choices.temperature is None else choices.temperature
+        top_p = 1.0 if choices.top_p is None else choices.top_p
+        if temperature < _GREEDY_BELOW_TEMPERATURE or top_p < _GREEDY_BELOW_TOP_P:
+            temperature, top_p = 0.0, 1.0
         return SamplingParams(
             max_tokens=max(1, min(wanted, room)),
-            temperature=1.0 if choices.temperature is None else choices.temperature,
-            top_p=1.0 if choices.top_p is None else choices.top_p,
+            temperature=temperature,
+            top_p=top_p,
             stop=choices.stop,
             seed=choices.seed,
             presence_penalty=choices.presence_penalty or 0.0,
@@ -172,7 +181,8 @@ class GenerationService:
         for index in range(n):
             params = sampling
             if sampling.seed is not None and index:
-                params = SamplingParams(**{**vars(sampling), "seed": sampling.seed + index})
+                seed = (sampling.seed + index) % (MAX_SEED + 1)
+                params = SamplingParams(**{**vars(sampling), "seed": seed})
             out.append(
                 GenerationRequest(
                     request_id=f"{request_id}-{index}" if n > 1 else request_id,
