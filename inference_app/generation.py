@@ -160,8 +160,10 @@ class GenerationService:
             room = min(room, self.limits.max_tokens_limit)
         temperature = 1.0 if choices.temperature is None else choices.temperature
         top_p = 1.0 if choices.top_p is None else choices.top_p
-        if temperature < _GREEDY_BELOW_TEMPERATURE or top_p < _GREEDY_BELOW_TOP_P:
+        if top_p < _GREEDY_BELOW_TOP_P:
             temperature, top_p = 0.0, 1.0
+        if temperature < _GREEDY_BELOW_TEMPERATURE:
+            temperature = 0.0
         return SamplingParams(
             max_tokens=max(1, min(wanted, room)),
             temperature=temperature,
