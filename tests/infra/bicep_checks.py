@@ -673,6 +673,103 @@ def check_bicepconfig(config: Mapping[str, Any]) -> list[str]:
     ]
 
 
+class Unevaluable(ValueError):
+    """An expression outside the small subset `evaluate` understands."""
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A param value that is not a literal (e.g. `resourceGroup().location`)."""
+
+    name: str
+
+
+def evaluate(template: Template, value: Any, params: Mapping[str, Any]) -> Any:
+    """Value of a template expression for given param values: literals, param and variable
+    references, conditionals, ==, !, &&, ||, startsWith, union and concat."""
+    if isinstance(value, str):
+        if value in params:
+            return params[value]
+        if value in template.variables:
+            return evaluate(template, template.variables[value]["value"], params)
+        return value
+    if isinstance(value, list):
+        return [evaluate(template, item, params) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"operator"}:
+        kind, operands = value["operator"]["type"], value["operator"]["operands"]
+        args = {key: evaluate(template, operand, params) for key, operand in operands.items()}
+        if kind == "conditional":
+            chosen = "true_value" if args["condition"] else "false_value"
+            return args[chosen]
+        binary = {
+            "equals": lambda a, b: a == b,
+            "not_equals": lambda a, b: a != b,
+            "and": lambda a, b: bool(a and b),
+            "or": lambda a, b: bool(a or b),
+        }
+        if kind in binary:
+            return binary[kind](args["operand_1"], args["operand_2"])
+        if kind == "not":
+            return not args["bool_value"]
+        raise Unevaluable(f"operator {kind}")
+    if set(value) == {"function"}:
+        kind, parameters = value["function"]["type"], value["function"].get("parameters", {})
+        values = [evaluate(template, argument, params) for argument in parameters.values()]
+        if kind == "starts_with" and all(isinstance(arg, str) for arg in values):
+            return values[0].startswith(values[1])
+        if kind == "union" and all(isinstance(arg, dict) for arg in values):
+            return functools.reduce(lambda merged, arg: {**merged, **arg}, values, {})
+        if kind == "concat" and all(isinstance(arg, list) for arg in values):
+            return [item for arg in values for item in arg]
+        raise Unevaluable(f"function {kind}")
+    if "loop_type" in value:
+        raise Unevaluable("for-expression")
+    return {key: evaluate(template, item, params) for key, item in value.items()}
+
+
+def default_params(template: Template) -> dict[str, Any]:
+    return {
+        name: param["default"]
+        if isinstance(param.get("default"), str | int | bool | list)
+        else Opaque(name)
+        for name, param in template.params.items()
+    }
+
+
+def check_workload_profiles(template: Template) -> list[str]:
+    """For every allowed gpuProfileType: the Consumption profile is there, the chosen profile is
+    there, serverless profiles carry no node counts and dedicated ones do."""
+    problems: list[str] = []
+    profile_param = template.params.get("gpuProfileType")
+    choices = decorator(profile_param, "allowed") if profile_param else None
+    for symbol, body in resource_bodies(template, "Microsoft.App/managedEnvironments"):
+        for choice in choices or []:
+            where = f"{template.path}: {symbol} with gpuProfileType={choice}"
+            params = {**default_params(template), "gpuProfileType": choice}
+            try:
+                profiles = evaluate(template, _path(body, "properties", "workloadProfiles"), params)
+            except Unevaluable as error:
+                problems.append(f"{where}: workloadProfiles cannot be evaluated ({error})")
+                continue
+            types_ = [profile.get("workloadProfileType") for profile in profiles or []]
+            if {"name": "Consumption", "workloadProfileType": "Consumption"} not in profiles:
+                problems.append(f"{where}: no Consumption profile")
+            if choice not in types_:
+                problems.append(f"{where}: no {choice} profile")
+            for profile in profiles or []:
+                counted = {"minimumCount", "maximumCount"} & set(profile)
+                serverless = str(profile.get("workloadProfileType")).startswith("Consumption")
+                if serverless and counted:
+                    problems.append(f"{where}: serverless profile sets {sorted(counted)[0]}")
+                if not serverless and len(counted) < 2:
+                    problems.append(
+                        f"{where}: dedicated profile needs minimumCount and maximumCount"
+                    )
+    return problems
+
+
 def check_params_documented(template: Template, readme: str) -> list[str]:
     """Every param of the template appears, in backticks, in the infra README."""
     return [
@@ -695,4 +792,5 @@ def all_template_problems(template: Template) -> list[str]:
         *check_storage_security(template),
         *check_probes(template),
         *check_app_contract(template),
+        *check_workload_profiles(template),
     ]
