@@ -158,7 +158,8 @@ var shellCommand = [
   join(defaultCommands, '; ')
 ]
 var containerCommand = empty(defaultCommands) ? bootstrapCommand : shellCommand
-var appWorkloadProfileName = gpuProfileType == 'Consumption' ? 'Consumption' : workloadProfileName
+var isCpuOnly = gpuProfileType == 'Consumption'
+var appWorkloadProfileName = isCpuOnly ? 'Consumption' : workloadProfileName
 
 module storage 'modules/storage.bicep' = if (!useExistingStorageAccount) {
   name: take('${deployment().name}-storage', 64)

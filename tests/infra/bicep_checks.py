@@ -686,7 +686,7 @@ class Opaque:
 
 def evaluate(template: Template, value: Any, params: Mapping[str, Any]) -> Any:
     """Value of a template expression for given param values: literals, param and variable
-    references, conditionals, ==, !, &&, ||, startsWith, union and concat."""
+    references, conditionals, ==, !=, !, &&, ||, startsWith, union, concat, empty and join."""
     if isinstance(value, str):
         if value in params:
             return params[value]
@@ -723,6 +723,10 @@ def evaluate(template: Template, value: Any, params: Mapping[str, Any]) -> Any:
             return functools.reduce(lambda merged, arg: {**merged, **arg}, values, {})
         if kind == "concat" and all(isinstance(arg, list) for arg in values):
             return [item for arg in values for item in arg]
+        if kind == "empty" and isinstance(values[0], str | list | dict):
+            return not values[0]
+        if kind == "join" and isinstance(values[0], list) and isinstance(values[1], str):
+            return values[1].join(map(str, values[0]))
         raise Unevaluable(f"function {kind}")
     if "loop_type" in value:
         raise Unevaluable("for-expression")

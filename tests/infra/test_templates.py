@@ -123,3 +123,31 @@ def test_readme_documents_every_parameter(main: checks.Template) -> None:
     readme = (checks.INFRA_DIR / "README.md").read_text(encoding="utf-8")
 
     assert checks.check_params_documented(main, readme) == []
+
+
+@pytest.mark.parametrize(
+    ("commands", "expected"),
+    [
+        ([], ["python", "/mount/app/bootstrap.py"]),
+        (
+            ["cd /mount", "pip install -r ./setup/requirements.txt", "python3 ./inference/app.py"],
+            [
+                "/bin/bash",
+                "-c",
+                "cd /mount; pip install -r ./setup/requirements.txt; python3 ./inference/app.py",
+            ],
+        ),
+    ],
+    ids=["default-runs-bootstrap", "ai-toolkit-commands"],
+)
+def test_container_command(main: checks.Template, commands: list[str], expected: list[str]) -> None:
+    params = {**checks.default_params(main), "defaultCommands": commands}
+
+    assert checks.evaluate(main, "containerCommand", params) == expected
+
+
+def test_cpu_only_profile_runs_the_app_on_consumption(main: checks.Template) -> None:
+    for choice, expected in (("Consumption", "Consumption"), ("NC24-A100", "gpu")):
+        params = {**checks.default_params(main), "gpuProfileType": choice}
+
+        assert checks.evaluate(main, "appWorkloadProfileName", params) == expected
