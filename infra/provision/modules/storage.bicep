@@ -31,7 +31,7 @@ resource storageAccount 'Microsoft.Storage/storageAccounts@2025-06-01' = {
   // checkov:skip=CKV_AZURE_35:The environment has no virtual network, so its SMB mount and `aca-infer deploy` reach the share through the public endpoint; every access needs the account key.
   // checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: without a virtual network the public endpoint is the only way in.
   // checkov:skip=CKV_AZURE_206:The share holds copies that deploy and the fine-tuning run can upload again; geo-replication would double the cost without adding recovery.
-  // checkov:skip=CKV_AZURE_43:False positive: the name is the accountName param, held to 3-24 characters by its decorators; checkov reads the symbol, not its value.
+  // checkov:skip=CKV_AZURE_43:False positive: checkov tests the symbol accountName, not its value; the param is held to 3-24 characters and Azure rejects anything but lowercase letters and digits.
   name: accountName
   location: location
   tags: tags
@@ -43,6 +43,7 @@ resource storageAccount 'Microsoft.Storage/storageAccounts@2025-06-01' = {
     accessTier: 'Hot'
     allowBlobPublicAccess: false
     allowCrossTenantReplication: false
+    // The environment's SMB mount authenticates with the account key.
     allowSharedKeyAccess: true
     largeFileSharesState: 'Enabled'
     minimumTlsVersion: 'TLS1_2'
