@@ -81,21 +81,23 @@ def build_ui(services: Services) -> gr.Blocks:
             raise gr.Error(exc.message) from exc
         yield answer
 
-    with gr.Blocks(title="aca-infer chat") as blocks:
-        gr.Markdown("## Chat with the model")
-        gr.ChatInterface(
-            respond,
-            additional_inputs=[
-                gr.Dropdown(model_ids, value=default_model, label="Model (base or adapter)"),
-                gr.Textbox("", label="System prompt"),
-                gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature (0 = greedy)"),
-                gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p"),
-                gr.Slider(1, 2048, value=256, step=1, label="Max new tokens"),
-            ],
-            additional_inputs_accordion=gr.Accordion("Model and generation settings", open=False),
-            api_visibility="private",
-        )
-    return blocks
+    # Built outside any Blocks context so that ChatInterface places them in its accordion.
+    settings: list[str | gr.components.Component] = [
+        gr.Dropdown(model_ids, value=default_model, label="Model (base or adapter)"),
+        gr.Textbox("", label="System prompt", elem_id="system-prompt"),
+        gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature (0 = greedy)"),
+        gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p"),
+        gr.Slider(1, 2048, value=256, step=1, label="Max new tokens"),
+    ]
+    return gr.ChatInterface(
+        respond,
+        title="Chat with the model",
+        chatbot=gr.Chatbot(elem_id="chat-log", label="Conversation"),
+        textbox=gr.Textbox(elem_id="chat-input", placeholder="Type a message, Enter sends"),
+        additional_inputs=settings,
+        additional_inputs_accordion=gr.Accordion("Model and generation settings", open=False),
+        api_visibility="private",
+    )
 
 
 def mount_ui(app: FastAPI, services: Services) -> None:
