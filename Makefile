@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 # The CPU wheel of torch that this pin names is what the dev/test setup expects; an unpinned
 # torch would pull a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 SHARE_DIR := .aca-infer/local/share
 DEMO_MODEL_PATH := model-cache/aca-infer/tiny-phi3
 DEMO_MODEL := $(SHARE_DIR)/$(DEMO_MODEL_PATH)/config.json
@@ -24,6 +26,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN) -e '.[serve,dev]'
 	touch $(STAMP)
+
+# checkov pins packaging/networkx/python-dateutil below what the serving stack needs: own venv.
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
+	touch $(CHECKOV_STAMP)
 
 demo-model: $(DEMO_MODEL)
 
@@ -53,7 +61,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup browser lint typecheck
+test: setup browser $(CHECKOV_STAMP) lint typecheck
 	$(VENV)/bin/pytest
 
 stop:
@@ -61,4 +69,4 @@ stop:
 
 clean:
 	-$(ACA) down --target local --purge
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(CHECKOV_VENV)

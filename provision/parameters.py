@@ -22,14 +22,25 @@ PARAMETERS_FILE = Path("infra/provision/inference.parameters.json")
 FINETUNING_CONFIG = Path("infra/finetuning.config.json")
 ENV_PREFIX = "ACA_INFER_"
 
-# The fine-tuning run's resources are reused for inference (AI Toolkit config keys -> params).
-_FINETUNING_KEYS = {
-    "STORAGE_ACCOUNT_NAME": "storageAccountName",
-    "FILE_SHARE_NAME": "fileShareName",
-    "ACA_ENVIRONMENT_NAME": "acaEnvironmentName",
-    "ACA_ENVIRONMENT_STORAGE_NAME": "acaEnvironmentStorageName",
-    "LOG_ANALYTICS_NAME": "acaLogAnalyticsName",
-    "LOCATION": "location",
+# The fine-tuning run's resources are reused for inference: each AI Toolkit config key sets its
+# parameter, plus the switches that make the template reference the resource as `existing`
+# instead of redefining it (which would overwrite the fine-tuning run's settings).
+_FINETUNING_KEYS: dict[str, tuple[str, dict[str, Any]]] = {
+    "STORAGE_ACCOUNT_NAME": ("storageAccountName", {"useExistingStorageAccount": True}),
+    "FILE_SHARE_NAME": ("fileShareName", {}),
+    # GPU profiles can only be added when an environment is created: use the one the AI
+    # Toolkit's fine-tuning environment has.
+    "ACA_ENVIRONMENT_NAME": (
+        "acaEnvironmentName",
+        {
+            "useExistingEnvironment": True,
+            "workloadProfileName": "GPU",
+            "gpuProfileType": "NC24-A100",
+        },
+    ),
+    "ACA_ENVIRONMENT_STORAGE_NAME": ("acaEnvironmentStorageName", {}),
+    "LOG_ANALYTICS_NAME": ("acaLogAnalyticsName", {"useExistingLogAnalytics": True}),
+    "LOCATION": ("location", {}),
 }
 
 
@@ -91,7 +102,12 @@ def read_finetuning_config(path: Path) -> dict[str, Any]:
         config = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise InputError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from error
-    return {param: config[key] for key, param in _FINETUNING_KEYS.items() if key in config}
+    values: dict[str, Any] = {}
+    for key, (param, switches) in _FINETUNING_KEYS.items():
+        if config.get(key):
+            values[param] = config[key]
+            values.update(switches)
+    return values
 
 
 def _without_nulls(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,7 +122,8 @@ def resolve_parameters(
 ) -> dict[str, Any]:
     """Merge every source; a name no source or default knows is a typo, reported as such."""
     from_file = read_parameters_file(project_dir / PARAMETERS_FILE, environ)
-    known = set(defaults) | set(from_file)
+    from_finetuning = read_finetuning_config(project_dir / FINETUNING_CONFIG)
+    known = set(defaults) | set(from_file) | set(from_finetuning)
     from_flags = parse_set_flags(set_flags)
     unknown = sorted(set(from_flags) - known)
     if unknown:
@@ -119,7 +136,7 @@ def resolve_parameters(
     merged: dict[str, Any] = {}
     for layer in (
         defaults,
-        read_finetuning_config(project_dir / FINETUNING_CONFIG),
+        from_finetuning,
         from_file,
         from_env,
         from_flags,

@@ -51,6 +51,7 @@ def test_precedence_flags_then_env_then_file_then_finetuning_then_defaults(tmp_p
         "maximumInstanceCount": 4,
         "location": "westus3",
         "storageAccountName": "ftstore",
+        "useExistingStorageAccount": True,
     }
 
 
@@ -80,3 +81,15 @@ def test_broken_json_names_file_and_line(tmp_path: Path) -> None:
 def test_unknown_parameter_in_set_is_a_typo(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--set modelPth: unknown parameter"):
         resolve_parameters(tmp_path, ["modelPth=x"], {}, DEFAULTS)
+
+
+def test_finetuning_environment_is_reused_not_redefined(tmp_path: Path) -> None:
+    (tmp_path / "infra").mkdir()
+    (tmp_path / "infra/finetuning.config.json").write_text(
+        json.dumps({"ACA_ENVIRONMENT_NAME": "aienv123", "SUBSCRIPTION_ID": "x"})
+    )
+    resolved = resolve_parameters(tmp_path, ["workloadProfileName=gpu2"], {}, DEFAULTS)
+    assert resolved["acaEnvironmentName"] == "aienv123"
+    assert resolved["useExistingEnvironment"] is True
+    assert resolved["workloadProfileName"] == "gpu2"  # a flag still wins
+    assert resolved["gpuProfileType"] == "NC24-A100"
