@@ -48,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=settings.port,
         log_config=None,
         access_log=False,
+        # Behind the HTTPS ingress: take the scheme and client from its X-Forwarded-* headers,
+        # so the UI builds https links and the session cookie is marked Secure.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=10,
     )
     return 0

@@ -53,6 +53,7 @@ class Settings:
     max_tokens_limit: int = 0  # 0 = only the context window bounds max_tokens
     keepalive_seconds: float = 10.0
     ui_enabled: bool = True
+    forwarded_allow_ips: str = "*"
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -132,6 +133,12 @@ OPTIONS: tuple[_Option, ...] = (
         "SSE keep-alive comment interval while no token arrives",
     ),
     _Option("--ui", "ACA_INFER_UI", "true", "mount the Gradio chat UI at /ui (true/false)"),
+    _Option(
+        "--forwarded-allow-ips",
+        "ACA_INFER_FORWARDED_ALLOW_IPS",
+        "*",
+        "proxies trusted for X-Forwarded-* (the replica is reachable only through its ingress)",
+    ),
     _Option("--log-level", "ACA_INFER_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
 
@@ -190,6 +197,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         max_tokens_limit=get("max_tokens_limit", _int_between(0, 1_000_000)),
         keepalive_seconds=get("keepalive_seconds", _float_between(0.1, 230.0)),
         ui_enabled=get("ui", _bool),
+        forwarded_allow_ips=get("forwarded_allow_ips", _text),
         log_level=get("log_level", _log_level),
     )
 

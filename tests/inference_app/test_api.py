@@ -450,3 +450,62 @@ def test_client_disconnect_stops_the_generation(fake_server: StartServer, stream
         "the cancellation to be counted",
     )
     assert "aca_infer_generations_running 0.0" in metrics()
+
+
+@pytest.mark.parametrize(
+    ("knobs", "expected"),
+    [
+        ({"temperature": 1e-9}, (0.0, 1.0)),
+        ({"temperature": 0.8, "top_p": 1e-300}, (0.0, 1.0)),
+        ({"temperature": 0.8, "top_p": 0.9}, (0.8, 0.9)),
+    ],
+)
+def test_vanishing_temperature_or_top_p_decodes_greedily(
+    fake_server: StartServer, knobs: dict, expected: tuple[float, float]
+) -> None:
+    server = fake_server()
+    post(server, "/v1/chat/completions", {"messages": HELLO, **knobs})
+    sampling = server.engine.received[0].sampling
+    assert (sampling.temperature, sampling.top_p) == expected
+
+
+def test_stream_with_n_choices_interleaves_and_finishes_each(fake_server: StartServer) -> None:
+    server = fake_server()
+    response = post(
+        server,
+        "/v1/chat/completions",
+        {"messages": HELLO, "n": 3, "max_tokens": 2, "stream": True},
+    )
+    chunks = [json.loads(p) for p in sse_payloads(response)[:-1]]
+    texts = {i: "" for i in range(3)}
+    finished = []
+    for chunk in chunks:
+        choice = chunk["choices"][0]
+        texts[choice["index"]] += choice["delta"].get("content") or ""
+        if choice["finish_reason"]:
+            finished.append(choice["index"])
+    assert texts == {i: "tuned-0 tuned-1 " for i in range(3)}
+    assert sorted(finished) == [0, 1, 2]
+
+
+def test_completion_stream_reports_usage_when_asked(fake_server: StartServer) -> None:
+    server = fake_server()
+    response = post(
+        server,
+        "/v1/completions",
+        {
+            "prompt": "a b c",
+            "max_tokens": 2,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    payloads = sse_payloads(response)
+    usage = json.loads(payloads[-2])["usage"]
+    assert usage == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+
+def test_seed_out_of_range_is_400(fake_server: StartServer) -> None:
+    server = fake_server()
+    response = post(server, "/v1/chat/completions", {"messages": HELLO, "seed": 2**64})
+    assert_error(response, 400, "seed")
