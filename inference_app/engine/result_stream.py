@@ -2,37 +2,38 @@
 
 Closing it, cancelling the task that awaits it, or simply dropping it marks the request
 cancelled, so the scheduler frees its batch slot at the next step.
+
+The scheduler collects a step's chunks in an `Outbox` and hands them over with one wake-up per
+event loop: waking the loop once per token per client would cost a system call each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from inference_app.engine.base import GenerationChunk
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
 
 
 class ResultStream(AsyncIterator[GenerationChunk]):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._queue: asyncio.Queue[GenerationChunk | BaseException] = asyncio.Queue()
-        self._request: Cancellable | None = None
+        self._cancel: Callable[[], None] | None = None
         self._finished = False
 
-    def attach(self, request: Cancellable) -> None:
-        self._request = request
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
 
-    def deliver(self, item: GenerationChunk | BaseException) -> None:
-        """Thread-safe: hand one chunk (or the error that ends the stream) to the reader."""
-        # The loop is closed only when the whole server is going away; nobody is reading then.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+    def on_abandon(self, cancel: Callable[[], None]) -> None:
+        self._cancel = cancel
+
+    def put(self, item: GenerationChunk | BaseException) -> None:
+        """Only on the stream's loop: queue one chunk, or the error that ends the stream."""
+        self._queue.put_nowait(item)
 
     def __aiter__(self) -> ResultStream:
         return self
@@ -56,9 +57,37 @@ class ResultStream(AsyncIterator[GenerationChunk]):
         self._abandon()
 
     def _abandon(self) -> None:
-        if not self._finished and self._request is not None:
-            self._request.cancel()
+        if not self._finished and self._cancel is not None:
+            self._cancel()
         self._finished = True
 
     def __del__(self) -> None:
         self._abandon()
+
+
+Item = tuple[ResultStream, GenerationChunk | BaseException]
+
+
+def _put_all(items: Sequence[Item]) -> None:
+    for stream, item in items:
+        stream.put(item)
+
+
+class Outbox:
+    """Chunks produced by the scheduler thread, waiting to be handed to their streams."""
+
+    def __init__(self) -> None:
+        self._items: list[Item] = []
+
+    def add(self, stream: ResultStream, item: GenerationChunk | BaseException) -> None:
+        self._items.append((stream, item))
+
+    def flush(self) -> None:
+        by_loop: defaultdict[asyncio.AbstractEventLoop, list[Item]] = defaultdict(list)
+        for stream, item in self._items:
+            by_loop[stream.loop].append((stream, item))
+        self._items = []
+        for loop, items in by_loop.items():
+            # A closed loop means its server is gone; nobody is reading those streams.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_put_all, items)

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from inference_app.engine.base import (
     GenerationRequest,
 )
 from inference_app.engine.padded_batch import PaddedBatch
+from inference_app.engine.result_stream import Outbox, ResultStream
 from inference_app.engine.sampling import RowSampler, next_tokens
 from inference_app.engine.stats import EngineStats
 from inference_app.engine.text_stream import TextStream
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 # peft's name for "no adapter" in a mixed batch.
 BASE_ADAPTER = "__base__"
 
-Delivery = Callable[[GenerationChunk | BaseException], None]
-
 
 @dataclass(eq=False)
 class ActiveRequest:
@@ -49,7 +48,7 @@ class ActiveRequest:
     request: GenerationRequest
     prompt_ids: list[int]
     max_new_tokens: int
-    deliver: Delivery
+    stream: ResultStream
     sampler: RowSampler
     text: TextStream
     submitted_at: float = field(default_factory=time.monotonic)
@@ -58,10 +57,6 @@ class ActiveRequest:
     completion_tokens: int = 0
     last_token: int = -1
     length: int = 0  # real (non-padding) tokens in the KV cache
-
-    def cancel(self) -> None:
-        """Called from the consumer's side; the scheduler drops the row before its next step."""
-        self.cancelled = True
 
     def chunk(self, text: str, finish_reason: FinishReason | None = None) -> GenerationChunk:
         return GenerationChunk(
@@ -102,6 +97,7 @@ class BatchScheduler:
         self._waiting: deque[ActiveRequest] = deque()
         self._running: list[ActiveRequest] = []
         self._batch: PaddedBatch | None = None
+        self._outbox = Outbox()
         self._wakeup = threading.Condition()
         self._stopping = False
         self.failure: str | None = None
@@ -131,6 +127,17 @@ class BatchScheduler:
             self._waiting.append(seq)
             self._wakeup.notify()
 
+    def cancel(self, seq: ActiveRequest) -> None:
+        """The reader went away: forget a queued request now, a running one before the next
+        step."""
+        with self._wakeup:
+            if seq.done or seq.cancelled:
+                return
+            seq.cancelled = True
+            self.stats.requests_cancelled += 1
+            if seq in self._waiting:
+                self._waiting.remove(seq)
+
     @property
     def queue_depth(self) -> int:
         return len(self._waiting)
@@ -153,6 +160,7 @@ class BatchScheduler:
                     admitted = self._admit()
                     if admitted:
                         self._prefill(admitted)
+                        self._drop_finished()  # a first token can already end a request
                     if self._running:
                         self._decode()
         except Exception as err:
@@ -175,10 +183,6 @@ class BatchScheduler:
         with self._wakeup:
             while self._waiting and len(admitted) < free_slots:
                 seq = self._waiting[0]
-                if seq.cancelled:
-                    self._waiting.popleft()
-                    self.stats.requests_cancelled += 1
-                    continue
                 width = max(widest, len(seq.prompt_ids))
                 if admitted and width * (len(admitted) + 1) > self._limits.max_prefill_tokens:
                     break
@@ -200,6 +204,8 @@ class BatchScheduler:
         ids, mask = ids.to(self._device), mask.to(self._device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
+        # Running from here on, so that a failing forward pass fails these requests too.
+        self._running.extend(seqs)
         logits = self._forward(seqs, ids, mask, positions, cache)
         self.stats.prefill_steps += 1
         batch = PaddedBatch(cache, mask)
@@ -207,7 +213,6 @@ class BatchScheduler:
             self._batch = batch
         else:
             self._batch.extend(batch)
-        self._running.extend(seqs)
         tokens = next_tokens(logits, [s.sampler for s in seqs])
         now = time.monotonic()
         for seq in seqs:
@@ -264,24 +269,22 @@ class BatchScheduler:
             else:
                 seq.last_token = token
                 if delta and not seq.cancelled:
-                    seq.deliver(seq.chunk(delta))
+                    self._outbox.add(seq.stream, seq.chunk(delta))
         self.stats.record_step(len(seqs))
+        self._outbox.flush()
 
     def _finish(self, seq: ActiveRequest, text: str, reason: FinishReason) -> None:
-        seq.done = True
-        if not seq.cancelled:
-            seq.deliver(seq.chunk(text, reason))
+        with self._wakeup:  # a request ends once: finished or cancelled, not both
+            if seq.cancelled:
+                return
+            seq.done = True
+        self.stats.record_finished(time.monotonic() - seq.submitted_at)
+        self._outbox.add(seq.stream, seq.chunk(text, reason))
 
     def _drop_finished(self) -> None:
         keep = [row for row, s in enumerate(self._running) if not (s.done or s.cancelled)]
         if len(keep) == len(self._running):
             return
-        now = time.monotonic()
-        for seq in self._running:
-            if seq.done:
-                self.stats.record_finished(now - seq.submitted_at)
-            elif seq.cancelled:
-                self.stats.requests_cancelled += 1
         if keep:
             assert self._batch is not None
             self._batch.keep(keep)
@@ -296,6 +299,7 @@ class BatchScheduler:
             self._waiting.clear()
         self._running, self._batch = [], None
         for seq in victims:
-            if not seq.done:
+            if not (seq.done or seq.cancelled):
                 self.stats.requests_failed += 1
-                seq.deliver(error)
+                self._outbox.add(seq.stream, error)
+        self._outbox.flush()

@@ -7,6 +7,7 @@ Everything model-related lives here (loading, chat template, tokenizer); the bat
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -239,11 +240,11 @@ class TransformersEngine:
             request=request,
             prompt_ids=prompt_ids,
             max_new_tokens=min(request.sampling.max_tokens, room),
-            deliver=stream.deliver,
+            stream=stream,
             sampler=RowSampler(request.sampling, loaded.vocab_size, self._device),
             text=TextStream(loaded.tokenizer, prompt_ids, request.sampling.stop),
         )
-        stream.attach(active)
+        stream.on_abandon(functools.partial(loaded.scheduler.cancel, active))
         loaded.scheduler.submit(active)
         return stream
 
