@@ -34,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"inference_app: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
 
+    # Progress bars are not log lines: they would break the one-JSON-object-per-line stream.
+    # Set before anything imports huggingface_hub, which reads it once.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
     import uvicorn
 
     from inference_app.app import create_app

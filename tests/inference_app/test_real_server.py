@@ -4,6 +4,7 @@ the `openai` package, Azure ML-style /score bodies, plain HTTP for auth on every
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import httpx
@@ -235,3 +236,26 @@ def test_client_that_disconnects_stops_its_generation(real_server: RealServer) -
         engine_gauge(real_server, "aca_infer_engine_generation_tokens_total") - tokens_before
     )
     assert generated < max_tokens
+
+
+def test_single_token_completion_leaves_the_server_ready(real_server: RealServer) -> None:
+    completion = client(real_server).chat.completions.create(
+        model=ADAPTER, messages=HELLO, max_tokens=1, temperature=0
+    )
+    assert completion.usage is not None and completion.usage.completion_tokens == 1
+    assert httpx.get(real_server.url + "/ready").status_code == 200
+
+
+def test_logs_are_json_lines_carrying_the_request_id(real_server: RealServer) -> None:
+    response = httpx.get(real_server.url + "/v1/models", headers={"api-key": PRIMARY_KEY})
+    request_id = response.headers["x-request-id"]
+
+    def access_lines() -> list[dict[str, object]]:
+        entries = [json.loads(line) for line in real_server.log_file.read_text().splitlines()]
+        return [e for e in entries if e.get("request_id") == request_id]
+
+    wait_until(lambda: access_lines(), 10, "the access log line")
+    [entry] = access_lines()
+    assert entry["path"] == "/v1/models"
+    assert entry["status"] == 200
+    assert PRIMARY_KEY not in real_server.log_file.read_text()
