@@ -1,7 +1,9 @@
 """The async iterator a caller of `generate()` reads, fed from the scheduler thread.
 
 Closing it, cancelling the task that awaits it, or simply dropping it marks the request
-cancelled, so the scheduler frees its batch slot at the next step.
+cancelled, so the scheduler frees its batch slot at the next step. A reader that falls behind
+gets the chunks that piled up merged into one, so a busy server sends fewer, larger events
+instead of falling further behind.
 
 The scheduler collects a step's chunks in an `Outbox` and hands them over with one wake-up per
 event loop: waking the loop once per token per client would cost a system call each.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -23,6 +26,7 @@ class ResultStream(AsyncIterator[GenerationChunk]):
         self._queue: asyncio.Queue[GenerationChunk | BaseException] = asyncio.Queue()
         self._cancel: Callable[[], None] | None = None
         self._finished = False
+        self._error: BaseException | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -39,6 +43,10 @@ class ResultStream(AsyncIterator[GenerationChunk]):
         return self
 
     async def __anext__(self) -> GenerationChunk:
+        if self._error is not None:
+            self._finished = True
+            error, self._error = self._error, None
+            raise error
         if self._finished:
             raise StopAsyncIteration
         try:
@@ -49,6 +57,12 @@ class ResultStream(AsyncIterator[GenerationChunk]):
         if isinstance(item, BaseException):
             self._finished = True
             raise item
+        while item.finish_reason is None and not self._queue.empty():
+            following = self._queue.get_nowait()
+            if isinstance(following, BaseException):
+                self._error = following  # raised on the next call, after this text
+                break
+            item = _merged(item, following)
         if item.finish_reason is not None:
             self._finished = True
         return item
@@ -63,6 +77,10 @@ class ResultStream(AsyncIterator[GenerationChunk]):
 
     def __del__(self) -> None:
         self._abandon()
+
+
+def _merged(earlier: GenerationChunk, later: GenerationChunk) -> GenerationChunk:
+    return dataclasses.replace(later, text=earlier.text + later.text)
 
 
 Item = tuple[ResultStream, GenerationChunk | BaseException]
