@@ -29,7 +29,7 @@ from inference_app.engine.base import (
     GenerationChunk,
     GenerationRequest,
 )
-from inference_app.engine.padded_batch import PaddedBatch
+from inference_app.engine.padded_batch import PaddedBatch, new_cache
 from inference_app.engine.result_stream import Outbox, ResultStream
 from inference_app.engine.sampling import RowSampler, next_tokens
 from inference_app.engine.stats import EngineStats
@@ -203,7 +203,7 @@ class BatchScheduler:
             seq.length = n
         ids, mask = ids.to(self._device), mask.to(self._device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        cache = new_cache()
         # Running from here on, so that a failing forward pass fails these requests too.
         self._running.extend(seqs)
         logits = self._forward(seqs, ids, mask, positions, cache)
