@@ -41,11 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from inference_app.app import create_app
-    from inference_app.logging_setup import configure_logging
+    from inference_app.logging_setup import adopt_library_loggers, configure_logging
 
     configure_logging(settings.log_level)
     log.info("starting", extra={"settings": describe(settings)})
     app = create_app(settings, build_engine(settings))
+    adopt_library_loggers()  # the engine and the UI imported libraries with their own handlers
     uvicorn.run(
         app,
         host=settings.host,

@@ -5,7 +5,7 @@ API errors."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -208,7 +208,7 @@ class GenerationService:
 
     async def stream(
         self, requests: Sequence[GenerationRequest]
-    ) -> AsyncIterator[tuple[int, GenerationChunk] | None]:
+    ) -> AsyncGenerator[tuple[int, GenerationChunk] | None, None]:
         """Start the generations; errors at submission raise here (before the response starts).
         The iterator yields (choice index, chunk), and None as a keep-alive tick."""
         self.ensure_ready()

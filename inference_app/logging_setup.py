@@ -51,5 +51,24 @@ def configure_logging(level: str = "INFO") -> None:
         logger.propagate = True
     # Our middleware writes one access line per request, with its id and duration.
     logging.getLogger("uvicorn.access").disabled = True
+    adopt_library_loggers()
     for noisy in ("httpx", "httpcore", "urllib3", "gradio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def adopt_library_loggers() -> None:
+    """Libraries that install their own console handler (transformers does, on import) would
+    print plain-text lines; send their records through the root's JSON handler instead. Call
+    again after importing such a library."""
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        consoles = [
+            h
+            for h in logger.handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        ]
+        for handler in consoles:
+            logger.removeHandler(handler)
+        if consoles:
+            logger.propagate = True

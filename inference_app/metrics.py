@@ -63,7 +63,7 @@ class Metrics:
         )
         self.generations = Counter(
             "aca_infer_generations",
-            "Generations by outcome (stop, length, cancelled, error)",
+            "Generations by outcome (stop, length, cancelled, rejected, error)",
             ["outcome"],
             registry=r,
         )

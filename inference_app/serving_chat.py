@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from inference_app.engine.base import GenerationChunk, GenerationRequest, ModelInfo
@@ -109,7 +109,7 @@ class ChatService:
     async def _sse(
         self,
         prepared: PreparedChat,
-        events: AsyncIterator[tuple[int, GenerationChunk] | None],
+        events: AsyncGenerator[tuple[int, GenerationChunk] | None, None],
         request_id: str,
         include_usage: bool,
     ) -> AsyncIterator[str]:
@@ -154,3 +154,5 @@ class ChatService:
             yield DONE_EVENT
         except Exception as exc:
             yield stream_error_event(exc)
+        finally:
+            await events.aclose()  # stops the generation if the response ended early

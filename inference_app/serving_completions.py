@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from inference_app.engine.base import GenerationChunk, GenerationRequest, ModelInfo
+from inference_app.engine.base import (
+    FinishReason,
+    GenerationChunk,
+    GenerationRequest,
+    ModelInfo,
+)
 from inference_app.generation import GenerationService, SamplingChoices, usage_of
 from inference_app.protocol import Completion, CompletionChoice, CompletionRequest
 from inference_app.serving_chat import sse, stream_error_event, unsupported
@@ -85,14 +90,14 @@ class CompletionService:
     async def _sse(
         self,
         prepared: PreparedCompletion,
-        events: AsyncIterator[tuple[int, GenerationChunk] | None],
+        events: AsyncGenerator[tuple[int, GenerationChunk] | None, None],
         request_id: str,
         echo: bool,
         include_usage: bool,
     ) -> AsyncIterator[str]:
         created = int(time.time())
 
-        def chunk(index: int, text: str, finish_reason: str | None = None) -> str:
+        def chunk(index: int, text: str, finish_reason: FinishReason | None = None) -> str:
             return sse(
                 Completion(
                     id=f"cmpl-{request_id}",
@@ -102,7 +107,7 @@ class CompletionService:
                         CompletionChoice(
                             index=index,
                             text=text,
-                            finish_reason=finish_reason,  # type: ignore[arg-type]
+                            finish_reason=finish_reason,
                         )
                     ],
                 ).model_dump_json()
@@ -135,3 +140,5 @@ class CompletionService:
             yield DONE_EVENT
         except Exception as exc:
             yield stream_error_event(exc)
+        finally:
+            await events.aclose()  # stops the generation if the response ended early

@@ -15,8 +15,8 @@ clients such as LangChain's `AzureMLChatOnlineEndpoint` / `AzureMLOnlineEndpoint
 
 from __future__ import annotations
 
-from typing import Any
-
+from inference_app.engine.base import GenerationRequest
+from inference_app.errors import BadRequestError
 from inference_app.generation import GenerationService, SamplingChoices
 from inference_app.protocol import ChatMessage, ScoreOutput, ScoreParameters, ScoreRequest
 
@@ -35,7 +35,8 @@ class ScoreService:
                     [{"role": "user", "content": body.text}], ScoreParameters(), request_id, "text"
                 )
             )
-        assert body.input_data is not None  # guaranteed by ScoreRequest's validator
+        if body.input_data is None:  # ScoreRequest's validator requires text or input_data
+            raise BadRequestError("give 'text' or 'input_data'", param="input_data")
         inputs, parameters = body.input_data.input_string, body.input_data.parameters
         if all(isinstance(item, ChatMessage) for item in inputs):
             messages = [
@@ -76,7 +77,7 @@ class ScoreService:
     ) -> list[str]:
         gen = self.generation
         model = gen.default_model()
-        requests: list[Any] = []
+        requests: list[GenerationRequest] = []
         for i, prompt in enumerate(prompts):
             tokens = gen.count_prompt(prompt, f"input_data.input_string[{i}]")
             sampling = gen.sampling(self._choices(parameters), tokens)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -34,7 +34,7 @@ async def _cancel(task: asyncio.Future[Any] | None) -> None:
 
 async def open_with_idle_ticks(
     source: AsyncIterator[T], *, grace: float, interval: float
-) -> AsyncIterator[T | None]:
+) -> AsyncGenerator[T | None, None]:
     """Start `source` and wait up to `grace` seconds for its first item, so an error raised at
     submission (queue full, bad input) surfaces here, before any response has been started.
 
@@ -54,7 +54,7 @@ async def open_with_idle_ticks(
 
 async def _with_idle_ticks(
     source: AsyncIterator[T], pending: asyncio.Future[T] | None, interval: float
-) -> AsyncIterator[T | None]:
+) -> AsyncGenerator[T | None, None]:
     try:
         while True:
             if pending is None:

@@ -8,6 +8,7 @@ API-key middleware like every other route: a browser signs in once on `/login` w
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -72,11 +73,14 @@ def build_ui(services: Services) -> gr.Blocks:
         answer = ""
         try:
             prepared = services.chat.prepare(body, request_id)
-            events = await services.generation.stream(prepared.requests)
-            async for event in events:
-                if event is not None:
-                    answer += event[1].text
-                    yield answer
+            # aclosing: when the user presses Stop, the generation stops too.
+            async with contextlib.aclosing(
+                await services.generation.stream(prepared.requests)
+            ) as events:
+                async for event in events:
+                    if event is not None:
+                        answer += event[1].text
+                        yield answer
         except APIError as exc:
             raise gr.Error(exc.message) from exc
         yield answer
