@@ -45,7 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(settings.log_level)
     log.info("starting", extra={"settings": describe(settings)})
-    app = create_app(settings, build_engine(settings))
+    try:
+        engine = build_engine(settings)
+    except ValueError as exc:  # the engine refuses its arguments (e.g. a reserved adapter name)
+        print(f"inference_app: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    app = create_app(settings, engine)
     adopt_library_loggers()  # the engine and the UI imported libraries with their own handlers
     uvicorn.run(
         app,
