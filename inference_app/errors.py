@@ -50,6 +50,15 @@ class BadRequestError(APIError):
     error_type = "invalid_request_error"
 
 
+class UnsupportedParameterError(BadRequestError):
+    code = "unsupported_parameter"
+
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            f"'{field}' is not supported by this server; remove it from the request", param=field
+        )
+
+
 class AuthenticationError(APIError):
     status_code = 401
     error_type = "invalid_request_error"

@@ -28,7 +28,7 @@ from inference_app.errors import (
     OverloadedError,
 )
 from inference_app.metrics import Metrics
-from inference_app.protocol import MAX_SEED, Usage
+from inference_app.protocol import MAX_SEED, SamplingFields, Usage
 from inference_app.streaming import merge, open_with_idle_ticks
 
 # How long a streaming request waits for its first event before sending headers: long enough
@@ -80,6 +80,18 @@ class SamplingChoices:
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+
+    @classmethod
+    def of(cls, body: SamplingFields, max_tokens: int | None) -> SamplingChoices:
+        return cls(
+            max_tokens=max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=body.stop_sequences(),
+            seed=body.seed,
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+        )
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 Stop = str | Annotated[list[str], Field(max_length=MAX_STOP)]
 
 
-class _SamplingFields(_Strict):
+class SamplingFields(_Strict):
     model: str | None = Field(default=None, description="A model id from /v1/models")
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: Temperature | None = Field(default=None, description="0 means greedy")
@@ -88,7 +88,7 @@ class _SamplingFields(_Strict):
         return None
 
 
-class ChatCompletionRequest(_SamplingFields):
+class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool | None = None
@@ -126,7 +126,7 @@ class ChatCompletionRequest(_SamplingFields):
         return self._unsupported_common()
 
 
-class CompletionRequest(_SamplingFields):
+class CompletionRequest(SamplingFields):
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=MAX_N)]
     max_tokens: int | None = Field(default=16, ge=1)
     echo: bool = False

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from inference_app.engine.base import GenerationChunk, GenerationRequest, ModelInfo
-from inference_app.errors import APIError, BadRequestError, EngineFailureError
+from inference_app.errors import UnsupportedParameterError
 from inference_app.generation import GenerationService, SamplingChoices, usage_of
 from inference_app.protocol import (
     AssistantMessage,
@@ -21,29 +19,7 @@ from inference_app.protocol import (
     ChatDelta,
     Usage,
 )
-from inference_app.streaming import DONE_EVENT, KEEPALIVE_COMMENT
-
-log = logging.getLogger(__name__)
-
-
-def unsupported(field: str) -> BadRequestError:
-    return BadRequestError(
-        f"'{field}' is not supported by this server; remove it from the request",
-        param=field,
-        code="unsupported_parameter",
-    )
-
-
-def sse(payload: str) -> str:
-    return f"data: {payload}\n\n"
-
-
-def stream_error_event(exc: Exception) -> str:
-    """A failure after the stream began: one final `data:` event in the OpenAI error shape."""
-    if not isinstance(exc, APIError):
-        log.exception("stream failed", exc_info=exc)
-        exc = EngineFailureError("Generation failed")
-    return sse(json.dumps(exc.body()))
+from inference_app.streaming import DONE_EVENT, KEEPALIVE_COMMENT, sse, stream_error_event
 
 
 @dataclass(frozen=True)
@@ -60,7 +36,7 @@ class ChatService:
     def prepare(self, body: ChatCompletionRequest, request_id: str) -> PreparedChat:
         field = body.unsupported_field()
         if field is not None:
-            raise unsupported(field)
+            raise UnsupportedParameterError(field)
         self.generation.ensure_ready()
         model = self.generation.resolve_model(body.model)
         prompt = self.generation.render_chat(
@@ -68,16 +44,7 @@ class ChatService:
         )
         prompt_tokens = self.generation.count_prompt(prompt, "messages")
         sampling = self.generation.sampling(
-            SamplingChoices(
-                max_tokens=body.token_limit(),
-                temperature=body.temperature,
-                top_p=body.top_p,
-                stop=body.stop_sequences(),
-                seed=body.seed,
-                presence_penalty=body.presence_penalty,
-                frequency_penalty=body.frequency_penalty,
-            ),
-            prompt_tokens,
+            SamplingChoices.of(body, body.token_limit()), prompt_tokens
         )
         requests = self.generation.requests(request_id, prompt, sampling, model, body.n)
         return PreparedChat(model, requests, prompt_tokens)

@@ -12,10 +12,10 @@ from inference_app.engine.base import (
     GenerationRequest,
     ModelInfo,
 )
+from inference_app.errors import UnsupportedParameterError
 from inference_app.generation import GenerationService, SamplingChoices, usage_of
 from inference_app.protocol import Completion, CompletionChoice, CompletionRequest
-from inference_app.serving_chat import sse, stream_error_event, unsupported
-from inference_app.streaming import DONE_EVENT, KEEPALIVE_COMMENT
+from inference_app.streaming import DONE_EVENT, KEEPALIVE_COMMENT, sse, stream_error_event
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class CompletionService:
     def prepare(self, body: CompletionRequest, request_id: str) -> PreparedCompletion:
         field = body.unsupported_field()
         if field is not None:
-            raise unsupported(field)
+            raise UnsupportedParameterError(field)
         self.generation.ensure_ready()
         model = self.generation.resolve_model(body.model)
         prompts = body.prompts()
@@ -43,18 +43,7 @@ class CompletionService:
         for i, prompt in enumerate(prompts):
             param = "prompt" if len(prompts) == 1 else f"prompt[{i}]"
             tokens = self.generation.count_prompt(prompt, param)
-            sampling = self.generation.sampling(
-                SamplingChoices(
-                    max_tokens=body.max_tokens,
-                    temperature=body.temperature,
-                    top_p=body.top_p,
-                    stop=body.stop_sequences(),
-                    seed=body.seed,
-                    presence_penalty=body.presence_penalty,
-                    frequency_penalty=body.frequency_penalty,
-                ),
-                tokens,
-            )
+            sampling = self.generation.sampling(SamplingChoices.of(body, body.max_tokens), tokens)
             prompt_tokens.append(tokens)
             requests += self.generation.requests(
                 f"{request_id}-p{i}" if len(prompts) > 1 else request_id,

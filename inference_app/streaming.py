@@ -5,16 +5,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from inference_app.errors import APIError, EngineFailureError
+
 T = TypeVar("T")
 
 KEEPALIVE_COMMENT = ": keep-alive\n\n"
 DONE_EVENT = "data: [DONE]\n\n"
+
+log = logging.getLogger(__name__)
+
+
+def sse(payload: str) -> str:
+    return f"data: {payload}\n\n"
+
+
+def stream_error_event(exc: Exception) -> str:
+    """A failure after the stream began: one final `data:` event in the OpenAI error shape."""
+    if not isinstance(exc, APIError):
+        log.exception("stream failed", exc_info=exc)
+        exc = EngineFailureError("Generation failed")
+    return sse(json.dumps(exc.body()))
 
 
 async def close_quietly(source: AsyncIterator[Any]) -> None:
