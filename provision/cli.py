@@ -255,6 +255,15 @@ def status(state: Context, target: str) -> None:
     _show(state, read_status(_target(state, target)), target)
 
 
+@cli.command()
+@target_option
+@click.option("--lines", "-n", type=click.IntRange(min=1), default=40, show_default=True)
+@pass_state
+def logs(state: Context, target: str, lines: int) -> None:
+    """Print the replica's latest log lines."""
+    click.echo(_target(state, target).replica.logs(lines))
+
+
 @cli.group()
 def keys() -> None:
     """The endpoint's API keys."""

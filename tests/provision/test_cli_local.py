@@ -89,6 +89,9 @@ def test_deploy_invoke_status_redeploy_down(project: Project) -> None:
         False,
     )
 
+    logs = project.run("logs", "--lines", "5")
+    assert logs.exit_code == 0 and f"starting release {first['release']}" in logs.stdout
+
     status = project.json("status")
     assert status["running"] and status["ready"] and status["release"] == first["release"]
 
