@@ -5,14 +5,15 @@ Both servers run as real HTTP servers on 127.0.0.1 on the demo model (base model
 * ours: `python -m inference_app` (continuous batching engine, full HTTP layer with auth);
 * baseline: `bench/baseline_server.py`, one `generate` thread + `TextIteratorStreamer` per request.
 
-At each concurrency level every client sends `--rounds` streaming chat requests one after the
-other (greedy, fixed `max_tokens`), and the two servers take turns level by level so that drift in
-a shared machine's load hits both alike. Tokens are counted from each stream's final `usage`.
+At each concurrency level every client sends streaming chat requests one after the other
+(`--rounds` each, at least 16 per level; greedy, fixed `max_tokens`). The two servers take turns,
+`--repeats` times per level, so that drift in a shared machine's load hits both alike, and the
+median run is reported. Tokens are counted from each stream's final `usage`.
 Memory is the server process's resident set: idle (model loaded, one request served) against the
 kernel's high-water mark while 64 clients stream (reset just before that level).
 
 Usage: python bench/serve_bench.py [--share-dir DIR] [--max-tokens 64] [--rounds 2]
-       [--torch-threads 1] [--results bench/RESULTS.md]
+       [--repeats 3] [--torch-threads 1] [--results bench/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -37,17 +38,21 @@ from pathlib import Path
 
 import httpx
 import psutil
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from scripts.make_demo_model import (  # noqa: E402 - needs the repo root on sys.path
+from bench import engine_bench  # noqa: E402 - needs the repo root on sys.path
+from scripts.make_demo_model import (  # noqa: E402
     BASE_MODEL_ID,
     BASE_MODEL_RELPATH,
     make_demo_model,
 )
 
 CONCURRENCY = (1, 4, 16, 64)
+# Few clients finish a level in a fraction of a second; more requests make that a measurement.
+MIN_REQUESTS = 16
 MEMORY_LEVEL = 64
 READY_TIMEOUT_SECONDS = 180
 
@@ -197,13 +202,20 @@ async def run_level(server: Server, clients: int, rounds: int, max_tokens: int) 
     )
 
 
+def rounds_for(clients: int, args: argparse.Namespace) -> int:
+    return max(args.rounds, -(-MIN_REQUESTS // clients))
+
+
+def median_run(runs: Sequence[Level]) -> Level:
+    """The run with the median throughput (a shared machine's load varies between runs)."""
+    return sorted(runs, key=lambda level: level.tokens_per_second)[len(runs) // 2]
+
+
 def _mib(size: int) -> str:
     return f"{size / 2**20:.0f} MiB"
 
 
 def machine() -> str:
-    import torch
-
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -220,6 +232,7 @@ def machine() -> str:
 def report(
     levels: dict[str, list[Level]],
     memory: dict[str, tuple[int, int]],
+    in_process: Sequence[engine_bench.EngineLevel],
     args: argparse.Namespace,
     command: str,
 ) -> str:
@@ -261,12 +274,15 @@ def report(
             "",
             "Streaming chat completions on the demo model (`scripts/make_demo_model.py`: a 2-layer "
             "Phi-3 with hidden size 64), greedy, "
-            f"`max_tokens={args.max_tokens}`, {args.rounds} requests per client one after the "
-            "other. **ours** is the real server (`python -m inference_app`: continuous batching "
-            "engine, auth, OpenAI SSE; base model only, `ACA_INFER_MAX_BATCH_SIZE=64`); "
+            f"`max_tokens={args.max_tokens}`; each client sends its requests one after the other "
+            f"(at least {args.rounds} per client and {MIN_REQUESTS} per level); each level runs "
+            f"{args.repeats} times per server (taking turns) and the run "
+            "with the median throughput is shown. **ours** is the real server "
+            "(`python -m inference_app`: continuous batching engine, auth, OpenAI SSE; "
+            "base model only, `ACA_INFER_MAX_BATCH_SIZE=64`); "
             "**baseline** is `bench/baseline_server.py` (a `generate` thread with a "
             "`TextIteratorStreamer` per request). Both run with "
-            f"`OMP_NUM_THREADS={args.torch_threads}`, in the same run, taking turns per level. "
+            f"`OMP_NUM_THREADS={args.torch_threads}`, in the same run. "
             "Tokens are the completion tokens each stream reports in its final `usage`; "
             f"{truncated} request(s) ended on an end token before `max_tokens`.",
             "",
@@ -282,6 +298,15 @@ def report(
             "| server | idle | peak | peak / idle |",
             "|---|---:|---:|---:|",
             *mem_rows,
+            "",
+            "## The same without HTTP (one process, one run per level)",
+            "",
+            "Our engine serving N concurrent streams in-process, against N threads each running "
+            "`generate` with a `TextIteratorStreamer` and a consumer thread "
+            "(`bench/engine_bench.py`). The gap to the table above is what the HTTP layers "
+            "and the client cost.",
+            "",
+            *engine_bench.table(in_process),
             "",
             "## Goals",
             "",
@@ -301,7 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--share-dir", type=Path, help="share with the demo model (default: temp)")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2, help="requests per client per level")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="requests per client per level (at least)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="runs per level; median kept")
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
@@ -354,21 +382,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             levels: dict[str, list[Level]] = {s.name: [] for s in servers}
             peak: dict[str, int] = {}
             for clients in CONCURRENCY:
+                if clients == MEMORY_LEVEL and not all(s.reset_peak_rss() for s in servers):
+                    raise RuntimeError("cannot reset the peak RSS (/proc/PID/clear_refs)")
+                runs: dict[str, list[Level]] = {s.name: [] for s in servers}
+                for _ in range(args.repeats):
+                    for server in servers:
+                        level = asyncio.run(
+                            run_level(server, clients, rounds_for(clients, args), args.max_tokens)
+                        )
+                        runs[server.name].append(level)
+                        print(
+                            f"{server.name:8} clients={clients:3} tokens={level.tokens:6} "
+                            f"tok/s={level.tokens_per_second:8.0f} "
+                            f"ttft_p50={level.ttft_p50 * 1000:6.0f} ms",
+                            file=sys.stderr,
+                        )
                 for server in servers:
-                    if clients == MEMORY_LEVEL and not server.reset_peak_rss():
-                        raise RuntimeError("cannot reset the peak RSS (/proc/PID/clear_refs)")
-                    level = asyncio.run(run_level(server, clients, args.rounds, args.max_tokens))
+                    levels[server.name].append(median_run(runs[server.name]))
                     if clients == MEMORY_LEVEL:
                         peak[server.name] = server.peak_rss()
-                    levels[server.name].append(level)
-                    print(
-                        f"{server.name:8} clients={clients:3} tokens={level.tokens:6} "
-                        f"tok/s={level.tokens_per_second:8.0f} "
-                        f"ttft_p50={level.ttft_p50 * 1000:6.0f} ms",
-                        file=sys.stderr,
-                    )
         memory = {name: (idle[name], peak[name]) for name in ("ours", "baseline")}
-        text = report(levels, memory, args, command)
+        torch.set_num_threads(args.torch_threads)
+        in_process = engine_bench.run(
+            share / BASE_MODEL_RELPATH,
+            CONCURRENCY,
+            lambda clients: rounds_for(clients, args),
+            args.max_tokens,
+        )
+        text = report(levels, memory, in_process, args, command)
         args.results.write_text(text)
         print(text)
     finally:

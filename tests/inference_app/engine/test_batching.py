@@ -79,3 +79,28 @@ def test_32_concurrent_streams_all_complete(engine: TransformersEngine) -> None:
     assert all(r.completion_tokens == 12 for r in results if r.finish_reason == "length")
     assert engine.status().details["requests_finished_total"] == finished_before + 32
     assert engine.status().details["running_sequences"] == 0
+
+
+def test_long_generations_that_outgrow_the_cache_buffers_still_match(
+    engine: TransformersEngine,
+) -> None:
+    prompts = [chat_prompt(engine, text) for text in PROMPT_TEXTS[:3]]
+    # Different lengths, so rows finish (and leave the batch) while others keep growing.
+    lengths = [150, 90, 200]
+    alone = [
+        asyncio.run(complete(engine, request(p, max_tokens=n)))
+        for p, n in zip(prompts, lengths, strict=True)
+    ]
+
+    async def together() -> list[Result]:
+        return await asyncio.gather(
+            *(
+                complete(engine, request(p, max_tokens=n))
+                for p, n in zip(prompts, lengths, strict=True)
+            )
+        )
+
+    assert asyncio.run(together()) == alone
+    assert [r.completion_tokens for r in alone if r.finish_reason == "length"] == [
+        n for r, n in zip(alone, lengths, strict=True) if r.finish_reason == "length"
+    ]
