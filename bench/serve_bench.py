@@ -316,6 +316,9 @@ def report(
             "",
             f"- Command: `{command}`",
             f"- Machine: {machine()}",
+            f"- Load average (1 min) at the start and end of the run: {args.load_before:.1f} → "
+            f"{os.getloadavg()[0]:.1f} (other processes on the machine compete with both "
+            "servers and the client; the thread-per-request baseline suffers most from it)",
             f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
             "",
         ]
@@ -333,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
+    args.load_before = os.getloadavg()[0]
     command = "python bench/serve_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
