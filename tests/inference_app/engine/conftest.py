@@ -16,9 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from inference_app.engine import TransformersEngine
 from scripts.make_demo_model import DemoModel
-
-ADAPTER = "qlora"
-OTHER_ADAPTER = "negated"
+from tests.inference_app.engine.helpers import ADAPTER, OTHER_ADAPTER, started
 
 
 @pytest.fixture(scope="session")
@@ -29,11 +27,6 @@ def adapters(demo_model: DemoModel, tmp_path_factory: pytest.TempPathFactory) ->
     weights = load_file(weights_file)
     save_file({k: -v if "lora_B" in k else v for k, v in weights.items()}, weights_file)
     return {ADAPTER: demo_model.adapter_dir, OTHER_ADAPTER: other}
-
-
-def started(engine: TransformersEngine) -> TransformersEngine:
-    asyncio.run(engine.start())
-    return engine
 
 
 @pytest.fixture(scope="module")

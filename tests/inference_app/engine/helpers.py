@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -9,7 +10,15 @@ from dataclasses import dataclass, field
 from inference_app.engine import TransformersEngine
 from inference_app.engine.base import GenerationChunk, GenerationRequest, SamplingParams
 
+ADAPTER = "qlora"
+OTHER_ADAPTER = "negated"
+
 _ids = itertools.count()
+
+
+def started(engine: TransformersEngine) -> TransformersEngine:
+    asyncio.run(engine.start())
+    return engine
 
 
 @dataclass(frozen=True)

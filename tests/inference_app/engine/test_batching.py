@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from inference_app.engine import TransformersEngine
-from tests.inference_app.engine.conftest import ADAPTER, OTHER_ADAPTER
 from tests.inference_app.engine.helpers import (
+    ADAPTER,
+    OTHER_ADAPTER,
     PROMPT_TEXTS,
     Result,
     chat_prompt,

@@ -10,8 +10,13 @@ import pytest
 from inference_app.engine import TransformersEngine
 from inference_app.engine.base import EngineError
 from scripts.make_demo_model import DemoModel
-from tests.inference_app.engine.conftest import ADAPTER, OTHER_ADAPTER
-from tests.inference_app.engine.helpers import chat_prompt, complete, request
+from tests.inference_app.engine.helpers import (
+    ADAPTER,
+    OTHER_ADAPTER,
+    chat_prompt,
+    complete,
+    request,
+)
 
 
 def test_status_is_not_ready_until_the_model_is_loaded(demo_model: DemoModel) -> None:
@@ -40,11 +45,11 @@ def test_status_is_not_ready_until_the_model_is_loaded(demo_model: DemoModel) ->
 def test_a_model_that_cannot_be_loaded_reports_why(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json")
     engine = TransformersEngine(tmp_path, max_batch_size=1, max_queue=1)
-    with pytest.raises(Exception):  # noqa: B017 - whatever transformers raises is kept
+    with pytest.raises(OSError, match="not a valid JSON file"):
         asyncio.run(engine.start())
     status = engine.status()
     assert status.ready is False
-    assert status.reason.startswith("engine failed: could not load the model")
+    assert status.reason.startswith("engine failed: could not load the model: OSError: ")
 
 
 def test_models_lists_the_base_model_and_every_adapter(engine: TransformersEngine) -> None:

@@ -10,8 +10,14 @@ import pytest
 from inference_app.engine import TransformersEngine
 from inference_app.engine.base import EngineOverloadedError
 from scripts.make_demo_model import DemoModel
-from tests.inference_app.engine.conftest import started
-from tests.inference_app.engine.helpers import chat_prompt, close, collect, complete, request
+from tests.inference_app.engine.helpers import (
+    chat_prompt,
+    close,
+    collect,
+    complete,
+    request,
+    started,
+)
 
 LONG = 3000  # far more tokens than any of these tests lets run
 

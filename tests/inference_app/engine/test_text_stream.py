@@ -50,3 +50,24 @@ def test_stop_filter_holds_back_only_possible_matches(
 ) -> None:
     stop_filter = StopStringFilter(stop)
     assert [stop_filter.push(p) for p in pieces] == expected
+
+
+class _SlowTokenizer:
+    """The parts of a slow (pure Python) tokenizer that TextStream uses."""
+
+    is_fast = False
+
+    def __init__(self, fast: Any) -> None:
+        self._fast = fast
+
+    def decode(self, ids: list[int], skip_special_tokens: bool) -> str:
+        text: str = self._fast.decode(ids, skip_special_tokens=skip_special_tokens)
+        return text
+
+
+def test_slow_tokenizers_stream_the_same_text(tokenizer: Any) -> None:
+    text = "Grüße, 日本語 🚀 and the end"
+    stream = TextStream(_SlowTokenizer(tokenizer), [], ("the end",))
+    deltas = [stream.push(i) for i in tokenizer(text)["input_ids"]]
+    assert "".join(deltas) == "Grüße, 日本語 🚀 and "
+    assert all("\ufffd" not in d for d in deltas)
