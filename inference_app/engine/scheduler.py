@@ -121,7 +121,10 @@ class BatchScheduler:
                 raise EngineError(self.failure)
             if self._stopping:
                 raise EngineError("engine is shut down")
-            if len(self._waiting) >= self._limits.max_queue:
+            # The queue holds what the batch cannot take yet: a request that a free batch slot
+            # will admit at the next step does not count against it.
+            capacity = self._limits.max_batch_size + self._limits.max_queue
+            if len(self._waiting) + self.running >= capacity:
                 self.stats.requests_rejected += 1
                 raise EngineOverloadedError(self._retry_after())
             self._waiting.append(seq)

@@ -108,3 +108,21 @@ def test_a_request_cancelled_while_queued_never_runs(single_slot: TransformersEn
     assert after["requests_admitted_total"] == 1
     assert after["requests_cancelled_total"] == 1
     assert after["generation_tokens_total"] == 4
+
+
+def test_without_a_queue_the_batch_still_fills(demo_model: DemoModel) -> None:
+    engine = started(TransformersEngine(demo_model.base_dir, max_batch_size=3, max_queue=0))
+    prompt = chat_prompt(engine, "Hello!")
+
+    async def scenario() -> None:
+        streams = [engine.generate(request(prompt, max_tokens=LONG)) for _ in range(3)]
+        with pytest.raises(EngineOverloadedError):
+            engine.generate(request(prompt))
+        for stream in streams:
+            await close(stream)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        asyncio.run(engine.shutdown())
+    assert details(engine)["requests_rejected_total"] == 1
