@@ -191,6 +191,9 @@ class BatchScheduler:
                     break
                 widest = width
                 admitted.append(self._waiting.popleft())
+            # Running from here on (their rows join the batch in this order after the prefill):
+            # they keep counting against the queue bound, and a failing forward pass fails them.
+            self._running.extend(admitted)
         self.stats.requests_admitted += len(admitted)
         self.stats.prompt_tokens += sum(len(s.prompt_ids) for s in admitted)
         return admitted
@@ -207,8 +210,6 @@ class BatchScheduler:
         ids, mask = ids.to(self._device), mask.to(self._device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = new_cache()
-        # Running from here on, so that a failing forward pass fails these requests too.
-        self._running.extend(seqs)
         logits = self._forward(seqs, ids, mask, positions, cache)
         self.stats.prefill_steps += 1
         batch = PaddedBatch(cache, mask)

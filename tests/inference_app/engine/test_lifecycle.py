@@ -99,6 +99,7 @@ def test_a_failing_model_fails_its_requests_and_the_status(demo_model: DemoModel
         def broken_forward(*args: object, **kwargs: object) -> object:
             raise RuntimeError("device lost")
 
+        # A model that starts failing (a lost GPU, say) is swapped in behind the engine's back.
         engine._loaded.scheduler._model = broken_forward  # type: ignore[union-attr]
         with pytest.raises(EngineError, match=r"^engine failed: RuntimeError: device lost"):
             await complete(engine, request(prompt))
