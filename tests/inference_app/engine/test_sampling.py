@@ -66,6 +66,15 @@ def test_penalties_push_away_from_tokens_already_generated() -> None:
     assert next_tokens(logits, [presence]) == [2]  # token 1 was generated: 5 - 2 < 4
 
 
+def test_frequency_penalty_grows_with_each_repetition() -> None:
+    logits = torch.tensor([[0.0, 5.0, 4.2, 1.0]])
+    sampler = RowSampler(
+        SamplingParams(max_tokens=4, temperature=0.0, frequency_penalty=0.5), 4, torch.device("cpu")
+    )
+    # Token 1 costs 0.5 per time it was generated: 5.0, then 4.5 (still ahead of 4.2), then 4.0.
+    assert [next_tokens(logits, [sampler])[0] for _ in range(3)] == [1, 1, 2]
+
+
 def test_top_p_keeps_only_the_nucleus() -> None:
     logits = torch.tensor([[10.0, 9.0, 0.0, 0.0]])  # ~73% and ~27% on the first two tokens
     drawn = {
