@@ -71,24 +71,25 @@ async def open_with_idle_ticks(
 
 
 async def _with_idle_ticks(
-    source: AsyncIterator[T], pending: asyncio.Future[T] | None, interval: float
+    source: AsyncIterator[T], first: asyncio.Future[T], interval: float
 ) -> AsyncGenerator[T | None, None]:
+    """Ticks matter while the request waits in the queue and for its prefill. Once tokens flow,
+    a decode step takes milliseconds, so the rest is read directly: a task and a wait per token
+    cost more than the token itself."""
     try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
+        while not first.done():
+            await asyncio.wait({first}, timeout=interval)
+            if not first.done():
                 yield None
-                continue
-            finished, pending = pending, None
-            try:
-                item = finished.result()
-            except StopAsyncIteration:
-                return
+        try:
+            item = first.result()
+        except StopAsyncIteration:
+            return
+        yield item
+        async for item in source:
             yield item
     finally:
-        await _cancel(pending)
+        await _cancel(first)
         await close_quietly(source)
 
 
