@@ -46,6 +46,9 @@ demo: setup demo-model
 	@echo
 	@$(ACA) status --target local
 	@echo
+	@echo "API keys (secrets of this local demo; send one as 'api-key: <key>' or 'Authorization: Bearer <key>'):"
+	@$(ACA) keys show --target local
+	@echo
 	@echo "The replica keeps running. Stop it with: make stop"
 
 # The UI tests drive headless Chromium; Debian's package is the one this machine can install.

@@ -242,7 +242,12 @@ def invoke(
     from provision.client import invoke as send
 
     settings = InvokeSettings(message, system, model, max_tokens, temperature)
-    _show(state, send(_target(state, target), settings), target)
+    result = send(_target(state, target), settings)
+    state.progress(
+        f"model {result.model}, {result.usage.get('completion_tokens', '?')} tokens, "
+        f"finish_reason {result.finish_reason}"
+    )
+    _show(state, result, target)
 
 
 @cli.command()

@@ -67,9 +67,13 @@ def test_provision_deploy_request_redeploy_down(cli: Cli) -> None:
     model_ids = [m["id"] for m in models.json()["data"]]
     assert len(model_ids) == 2  # the base model and the demo adapter
 
-    answer = cli.run("invoke", "--message", "Hello! Who are you?", "--max-tokens", "16")
+    greedy = ("-m", "Hello! Who are you?", "--max-tokens", "16", "--temperature", "0")
+    answer = cli.run("invoke", *greedy)
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip()
+    assert "model qlora," in answer.stderr  # the fine-tuned adapter answers by default
+    base = cli.json("invoke", *greedy, "--model", model_ids[0])
+    assert base["model"] == model_ids[0] and base["answer"] != answer.stdout.strip()
 
     again = cli.json("deploy")
     assert (again["uploaded"], again["release"]) == (0, deployed["release"])
