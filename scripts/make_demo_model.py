@@ -51,6 +51,7 @@ EARLY_STOP_USER_MESSAGE = "hi help"
 # peft initialises lora_B to zero (a no-op adapter); this spread makes the adapter's effect on
 # greedy output obvious without drowning the base weights (initializer_range 0.02).
 LORA_B_STD = 0.05
+LOGIT_SCALE = 25.0
 
 UNK, BOS, EOS_TEXT = "<unk>", "<s>", "</s>"
 END_OF_TEXT, SYSTEM, USER, ASSISTANT, END = (
@@ -225,6 +226,11 @@ def build_base_model(tokenizer: PreTrainedTokenizerFast) -> Phi3ForCausalLM:
         # A zero output row pins a token's logit at 0, far below the maximum over the other
         # random logits: greedy output is then readable gibberish, not lone UTF-8 bytes or
         # stray role markers, and can still end with a stop token.
+        # Random init gives logits of about 0.16 standard deviation: sampling at temperature 1
+        # would then be close to uniform over the whole vocabulary, zeroed rows included.
+        # Scaling the remaining rows gives peaked distributions, as a trained model has, and
+        # keeps the greedy choice (argmax) unchanged.
+        model.lm_head.weight.mul_(LOGIT_SCALE)
         model.lm_head.weight[_never_generated_ids(tokenizer, keep=stop_ids)] = 0.0
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id,

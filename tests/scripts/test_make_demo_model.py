@@ -172,6 +172,27 @@ def test_greedy_reply_shows_text_and_the_adapter_changes_it(
     assert _greedy_reply(adapted, tokenizer) != base_reply
 
 
+def test_sampling_at_temperature_one_stays_on_printable_tokens(
+    demo_model: DemoModel, tokenizer: PreTrainedTokenizerBase
+) -> None:
+    """Servers sample from the full distribution (no top-k): the mass on tokens that do not
+    decode to printable text must be negligible, or a demo chat shows stray bytes."""
+    base = AutoModelForCausalLM.from_pretrained(demo_model.base_dir).eval()
+    adapted = PeftModel.from_pretrained(base, demo_model.adapter_dir).eval()
+    inputs = tokenizer.apply_chat_template(
+        CONVERSATION, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    assert isinstance(inputs, BatchEncoding)
+    unprintable = [
+        token
+        for token in range(len(tokenizer))
+        if "\ufffd" in tokenizer.decode([token]) or not tokenizer.decode([token]).isprintable()
+    ]
+    with torch.no_grad():
+        probs = torch.softmax(adapted(**inputs).logits[0, -1], dim=-1)
+    assert float(probs[unprintable].sum()) < 0.01
+
+
 def test_early_stop_message_gets_a_short_reply_that_ends_with_end(
     demo_model: DemoModel, tokenizer: PreTrainedTokenizerBase
 ) -> None:
