@@ -39,7 +39,7 @@ $(DEMO_MODEL): $(STAMP) scripts/make_demo_model.py
 	$(PY) scripts/make_demo_model.py --share-dir $(SHARE_DIR)
 
 demo: setup demo-model
-	$(ACA) up --target local --set modelPath=$(DEMO_MODEL_PATH)
+	$(ACA) up --target local --set modelPath=$(DEMO_MODEL_PATH) --restart
 	@echo
 	@echo "Chat completion through the endpoint, with the API key:"
 	@$(ACA) invoke --target local --message "Hello! Who are you?"

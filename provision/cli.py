@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from provision.errors import AcaInferError
 
 TARGETS = ("local",)
+F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 130
 
 
@@ -81,12 +83,6 @@ set_option = click.option(
     metavar="NAME=VALUE",
     help="Override a template parameter (highest precedence; repeatable).",
 )
-app_dir_option = click.option(
-    "--app-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The inference_app folder to deploy [default: <project-dir>/inference_app].",
-)
 timeout_option = click.option(
     "--ready-timeout",
     type=float,
@@ -94,9 +90,29 @@ timeout_option = click.option(
     show_default=True,
     help="Seconds to wait for the replica's /ready.",
 )
-break_lock_option = click.option(
-    "--break-lock", is_flag=True, help="Remove a deploy lock left behind by a crashed deploy."
+_deploy_option_list = (
+    click.option(
+        "--app-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="The inference_app folder to deploy [default: <project-dir>/inference_app].",
+    ),
+    timeout_option,
+    click.option(
+        "--break-lock", is_flag=True, help="Remove a deploy lock left behind by a crashed deploy."
+    ),
+    click.option(
+        "--restart",
+        is_flag=True,
+        help="Restart even when the release is unchanged (e.g. the model on the share changed).",
+    ),
 )
+
+
+def deploy_options(command: F) -> F:
+    for option in reversed(_deploy_option_list):
+        command = option(command)
+    return command
 
 
 @click.group(cls=Cli)
@@ -145,7 +161,12 @@ def _provision(state: Context, target: str, set_flags: tuple[str, ...]) -> Any:
 
 
 def _deploy(
-    state: Context, target: str, app_dir: Path | None, ready_timeout: float, break_lock: bool
+    state: Context,
+    target: str,
+    app_dir: Path | None,
+    ready_timeout: float,
+    break_lock: bool,
+    restart: bool,
 ) -> Any:
     from provision.deploy import DeploySettings, deploy
 
@@ -153,6 +174,7 @@ def _deploy(
         source_dir=(app_dir or state.project_dir / "inference_app").resolve(),
         ready_timeout=ready_timeout,
         break_lock=break_lock,
+        restart=restart,
     )
     return deploy(_target(state, target), settings, state.progress)
 
@@ -168,35 +190,22 @@ def provision(state: Context, target: str, set_flags: tuple[str, ...]) -> None:
 
 @cli.command()
 @target_option
-@app_dir_option
-@timeout_option
-@break_lock_option
+@deploy_options
 @pass_state
-def deploy(
-    state: Context, target: str, app_dir: Path | None, ready_timeout: float, break_lock: bool
-) -> None:
+def deploy(state: Context, target: str, **options: Any) -> None:
     """Sync the inference code to the share as a new release and restart the replica."""
-    _show(state, _deploy(state, target, app_dir, ready_timeout, break_lock), target)
+    _show(state, _deploy(state, target, **options), target)
 
 
 @cli.command()
 @target_option
 @set_option
-@app_dir_option
-@timeout_option
-@break_lock_option
+@deploy_options
 @pass_state
-def up(
-    state: Context,
-    target: str,
-    set_flags: tuple[str, ...],
-    app_dir: Path | None,
-    ready_timeout: float,
-    break_lock: bool,
-) -> None:
+def up(state: Context, target: str, set_flags: tuple[str, ...], **options: Any) -> None:
     """Provision, then deploy."""
     provisioned = _provision(state, target, set_flags)
-    deployed = _deploy(state, target, app_dir, ready_timeout, break_lock)
+    deployed = _deploy(state, target, **options)
     _show(state, {"provision": provisioned, "deploy": deployed}, target)
 
 

@@ -36,6 +36,7 @@ class DeploySettings:
     source_dir: Path
     ready_timeout: float = 600.0
     break_lock: bool = False
+    restart: bool = False  # even when the release is unchanged: the model may have changed
 
     def __post_init__(self) -> None:
         if not (self.source_dir / "__main__.py").is_file():
@@ -157,7 +158,7 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
         stats = sync_release(share, manifest, bodies, progress)
         current = read_text_or_none(share, CURRENT)
         new = manifest.release_id
-        if current == new and target.replica.is_running():
+        if current == new and not settings.restart and target.replica.is_running():
             state = target.replica.wait_ready(settings.ready_timeout, progress)
             if state.ready:
                 progress(f"release {new} is already live; nothing to restart")

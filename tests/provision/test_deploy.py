@@ -198,3 +198,12 @@ def test_files_with_equal_content_count_as_uploaded_and_share_one_body(
     assert (result.uploaded, result.unchanged) == (4, 0)
     assert len(list(target.share.list_files(OBJECTS_DIR))) == 2
     assert remote_tree(target) == local_tree(app)
+
+
+def test_restart_flag_restarts_an_unchanged_release(tmp_path: Path, target: FakeTarget) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "A"})
+    first = deploy(target, DeploySettings(app), quiet)
+    again = deploy(target, DeploySettings(app, restart=True), quiet)
+    assert (again.uploaded, again.release, again.restarted) == (0, first.release, True)
+    assert target.replica.started_on == [first.release, first.release]
