@@ -26,6 +26,7 @@ from inference_app.errors import (
     EngineUnavailableError,
     ModelNotFoundError,
     OverloadedError,
+    UnsupportedParameterError,
 )
 from inference_app.metrics import Metrics
 from inference_app.protocol import MAX_SEED, SamplingFields, Usage
@@ -129,6 +130,15 @@ class GenerationService:
         reason = self.not_ready_reason()
         if reason is not None:
             raise EngineUnavailableError(f"The model is not ready: {reason}")
+
+    def admit(self, body: SamplingFields) -> ModelInfo:
+        """What every generation endpoint checks first: fields this server cannot honour,
+        readiness, and the model the request names."""
+        field = body.unsupported_field()
+        if field is not None:
+            raise UnsupportedParameterError(field)
+        self.ensure_ready()
+        return self.resolve_model(body.model)
 
     def default_model(self) -> ModelInfo:
         """The first adapter (the fine-tuned model is what the deployment is for), else base."""

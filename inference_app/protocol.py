@@ -80,6 +80,10 @@ class SamplingFields(_Strict):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    def unsupported_field(self) -> str | None:
+        """The first field this server cannot honour, if any."""
+        return self._unsupported_common()
+
     def _unsupported_common(self) -> str | None:
         if self.logit_bias:
             return "logit_bias"

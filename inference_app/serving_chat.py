@@ -7,7 +7,6 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from inference_app.engine.base import GenerationChunk, GenerationRequest, ModelInfo
-from inference_app.errors import UnsupportedParameterError
 from inference_app.generation import GenerationService, SamplingChoices, usage_of
 from inference_app.protocol import (
     AssistantMessage,
@@ -34,11 +33,7 @@ class ChatService:
         self.generation = generation
 
     def prepare(self, body: ChatCompletionRequest, request_id: str) -> PreparedChat:
-        field = body.unsupported_field()
-        if field is not None:
-            raise UnsupportedParameterError(field)
-        self.generation.ensure_ready()
-        model = self.generation.resolve_model(body.model)
+        model = self.generation.admit(body)
         prompt = self.generation.render_chat(
             [message.as_template_message() for message in body.messages]
         )

@@ -12,7 +12,6 @@ from inference_app.engine.base import (
     GenerationRequest,
     ModelInfo,
 )
-from inference_app.errors import UnsupportedParameterError
 from inference_app.generation import GenerationService, SamplingChoices, usage_of
 from inference_app.protocol import Completion, CompletionChoice, CompletionRequest
 from inference_app.streaming import DONE_EVENT, KEEPALIVE_COMMENT, sse, stream_error_event
@@ -32,11 +31,7 @@ class CompletionService:
         self.generation = generation
 
     def prepare(self, body: CompletionRequest, request_id: str) -> PreparedCompletion:
-        field = body.unsupported_field()
-        if field is not None:
-            raise UnsupportedParameterError(field)
-        self.generation.ensure_ready()
-        model = self.generation.resolve_model(body.model)
+        model = self.generation.admit(body)
         prompts = body.prompts()
         requests: list[GenerationRequest] = []
         prompt_tokens: list[int] = []
