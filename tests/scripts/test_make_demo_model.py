@@ -183,11 +183,8 @@ def test_sampling_at_temperature_one_stays_on_printable_tokens(
         CONVERSATION, add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
     assert isinstance(inputs, BatchEncoding)
-    unprintable = [
-        token
-        for token in range(len(tokenizer))
-        if "\ufffd" in tokenizer.decode([token]) or not tokenizer.decode([token]).isprintable()
-    ]
+    texts = {token: _text(tokenizer, [token]) for token in range(len(tokenizer))}
+    unprintable = [t for t, text in texts.items() if "\ufffd" in text or not text.isprintable()]
     with torch.no_grad():
         probs = torch.softmax(adapted(**inputs).logits[0, -1], dim=-1)
     assert float(probs[unprintable].sum()) < 0.01
