@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import click
 
 from provision.errors import AcaInferError
+from provision.targets import TARGET_NAMES
 
-TARGETS = ("local",)
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 130
 
@@ -71,7 +71,7 @@ def _debug(ctx: click.Context) -> bool:
 
 target_option = click.option(
     "--target",
-    type=click.Choice(TARGETS),
+    type=click.Choice(TARGET_NAMES),
     default="local",
     show_default=True,
     help="Where to run: `local` uses a folder as the share and a local process as the replica.",

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from provision.errors import InputError, OperationError
+from provision.readiness import probe_ready
 from provision.release import CURRENT, PREVIOUS
 from provision.share import read_text_or_none
 from provision.targets import Target
@@ -95,12 +96,8 @@ def status(target: Target) -> StatusResult:
     running = target.replica.is_running()
     ready, reason = False, "the replica is not running"
     if running:
-        try:
-            response = httpx.get(f"{endpoint}/ready", timeout=5.0)
-            ready = response.status_code == 200
-            reason = "" if ready else _error_message(response) or response.text[:200]
-        except httpx.HTTPError as error:
-            reason = f"not answering ({type(error).__name__})"
+        with httpx.Client(timeout=5.0) as client:
+            ready, reason = probe_ready(client, f"{endpoint}/ready")
     share = target.share
     return StatusResult(
         target=target.name,

@@ -23,7 +23,6 @@ from provision.release import (
     object_path,
     release_path,
     scan_tree,
-    sha256_bytes,
 )
 from provision.share import Share, read_text_or_none
 from provision.targets import Progress, ReadyState, Target
@@ -89,12 +88,16 @@ def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:
 
 
 def sync_release(
-    share: Share, manifest: Manifest, bodies: dict[str, Path], progress: Progress
+    share: Share,
+    manifest: Manifest,
+    bodies: dict[str, Path],
+    current_release: str | None,
+    progress: Progress,
 ) -> SyncStats:
     """Upload what the share lacks: file bodies by content, then the bootstrap, then the
     manifest last, so a manifest on the share always names bodies that are all there."""
     existing = set(share.list_files(OBJECTS_DIR))
-    current = _load_manifest(share, read_text_or_none(share, CURRENT))
+    current = _load_manifest(share, current_release)
     changed = [
         p for p, e in sorted(manifest.files.items()) if object_path(e.sha256) not in existing
     ]
@@ -108,7 +111,7 @@ def sync_release(
         share.write_bytes(target, bodies[path].read_bytes())
     bootstrap = bootstrap_source()
     on_share = share.read_bytes(BOOTSTRAP) if share.exists(BOOTSTRAP) else None
-    if on_share is None or sha256_bytes(on_share) != sha256_bytes(bootstrap):
+    if on_share != bootstrap:
         progress(f"upload {BOOTSTRAP}")
         share.write_bytes(BOOTSTRAP, bootstrap)
         uploaded += 1
@@ -155,8 +158,8 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
     share = target.share
     manifest, bodies = scan_tree(settings.source_dir, APP_PACKAGE)
     with deploy_lock(share, settings.break_lock):
-        stats = sync_release(share, manifest, bodies, progress)
         current = read_text_or_none(share, CURRENT)
+        stats = sync_release(share, manifest, bodies, current, progress)
         new = manifest.release_id
         if current == new and not settings.restart and target.replica.is_running():
             state = target.replica.wait_ready(settings.ready_timeout, progress)

@@ -12,7 +12,8 @@ from provision.targets import Progress, ReadyState
 POLL_SECONDS = 0.5
 
 
-def _probe(client: httpx.Client, url: str) -> tuple[bool, str]:
+def probe_ready(client: httpx.Client, url: str) -> tuple[bool, str]:
+    """Whether `GET url` answers 200, and if not, why (the reason the server gives)."""
     try:
         response = client.get(url)
     except httpx.HTTPError as error:
@@ -37,7 +38,7 @@ def wait_until_ready(
     last = ""
     with httpx.Client(timeout=5.0) as client:
         while True:
-            ready, reason = _probe(client, ready_url)
+            ready, reason = probe_ready(client, ready_url)
             if ready:
                 return ReadyState(True)
             gone = alive()
