@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from inference_app.engine.base import GenerationChunk, GenerationRequest, ModelInfo
@@ -18,7 +18,7 @@ from inference_app.protocol import (
     ChatDelta,
     Usage,
 )
-from inference_app.streaming import DONE_EVENT, KEEPALIVE_COMMENT, sse, stream_error_event
+from inference_app.streaming import sse, sse_frame
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class ChatService:
         events = await self.generation.stream(prepared.requests)
         return self._sse(prepared, events, request_id, body.include_usage())
 
-    async def _sse(
+    def _sse(
         self,
         prepared: PreparedChat,
         events: AsyncGenerator[tuple[int, GenerationChunk] | None, None],
@@ -89,32 +89,27 @@ class ChatService:
                 ).model_dump_json()
             )
 
-        completion_tokens = [0] * len(prepared.requests)
-        try:
+        def opening() -> Iterator[str]:
             for index in range(len(prepared.requests)):
                 yield chunk(
                     [ChatChunkChoice(index=index, delta=ChatDelta(role="assistant", content=""))]
                 )
-            async for event in events:
-                if event is None:
-                    yield KEEPALIVE_COMMENT
-                    continue
-                index, piece = event
-                completion_tokens[index] = piece.completion_tokens
-                if piece.text:
-                    yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(content=piece.text))])
-                if piece.finish_reason is not None:
-                    yield chunk(
-                        [
-                            ChatChunkChoice(
-                                index=index, delta=ChatDelta(), finish_reason=piece.finish_reason
-                            )
-                        ]
-                    )
-            if include_usage:
-                yield chunk([], usage_of([prepared.prompt_tokens], completion_tokens))
-            yield DONE_EVENT
-        except Exception as exc:
-            yield stream_error_event(exc)
-        finally:
-            await events.aclose()  # stops the generation if the response ended early
+
+        def render(index: int, piece: GenerationChunk) -> Iterator[str]:
+            if piece.text:
+                yield chunk([ChatChunkChoice(index=index, delta=ChatDelta(content=piece.text))])
+            if piece.finish_reason is not None:
+                yield chunk(
+                    [
+                        ChatChunkChoice(
+                            index=index, delta=ChatDelta(), finish_reason=piece.finish_reason
+                        )
+                    ]
+                )
+
+        def usage(completion_tokens: list[int]) -> str:
+            return chunk([], usage_of([prepared.prompt_tokens], completion_tokens))
+
+        return sse_frame(
+            events, len(prepared.requests), opening(), render, usage if include_usage else None
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from inference_app.engine.base import (
@@ -14,7 +14,7 @@ from inference_app.engine.base import (
 )
 from inference_app.generation import GenerationService, SamplingChoices, usage_of
 from inference_app.protocol import Completion, CompletionChoice, CompletionRequest
-from inference_app.streaming import DONE_EVENT, KEEPALIVE_COMMENT, sse, stream_error_event
+from inference_app.streaming import sse, sse_frame
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class CompletionService:
         events = await self.generation.stream(prepared.requests)
         return self._sse(prepared, events, request_id, body.echo, body.include_usage())
 
-    async def _sse(
+    def _sse(
         self,
         prepared: PreparedCompletion,
         events: AsyncGenerator[tuple[int, GenerationChunk] | None, None],
@@ -97,32 +97,26 @@ class CompletionService:
                 ).model_dump_json()
             )
 
-        completion_tokens = [0] * len(prepared.requests)
-        try:
+        def opening() -> Iterator[str]:
             if echo:
                 for index in range(len(prepared.requests)):
                     yield chunk(index, prepared.prompts[index // prepared.n])
-            async for event in events:
-                if event is None:
-                    yield KEEPALIVE_COMMENT
-                    continue
-                index, piece = event
-                completion_tokens[index] = piece.completion_tokens
-                if piece.text or piece.finish_reason is not None:
-                    yield chunk(index, piece.text, piece.finish_reason)
-            if include_usage:
-                usage = usage_of(prepared.prompt_tokens, completion_tokens)
-                yield sse(
-                    Completion(
-                        id=f"cmpl-{request_id}",
-                        created=created,
-                        model=prepared.model.id,
-                        choices=[],
-                        usage=usage,
-                    ).model_dump_json()
-                )
-            yield DONE_EVENT
-        except Exception as exc:
-            yield stream_error_event(exc)
-        finally:
-            await events.aclose()  # stops the generation if the response ended early
+
+        def render(index: int, piece: GenerationChunk) -> Iterator[str]:
+            if piece.text or piece.finish_reason is not None:
+                yield chunk(index, piece.text, piece.finish_reason)
+
+        def usage(completion_tokens: list[int]) -> str:
+            return sse(
+                Completion(
+                    id=f"cmpl-{request_id}",
+                    created=created,
+                    model=prepared.model.id,
+                    choices=[],
+                    usage=usage_of(prepared.prompt_tokens, completion_tokens),
+                ).model_dump_json()
+            )
+
+        return sse_frame(
+            events, len(prepared.requests), opening(), render, usage if include_usage else None
+        )

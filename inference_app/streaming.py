@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from inference_app.engine.base import GenerationChunk
 from inference_app.errors import APIError, EngineFailureError
 
 T = TypeVar("T")
@@ -131,6 +132,37 @@ async def merge(sources: Iterable[AsyncIterator[T]]) -> AsyncIterator[tuple[int,
     finally:
         for task in tasks:
             await _cancel(task)
+
+
+async def sse_frame(
+    events: AsyncGenerator[tuple[int, GenerationChunk] | None, None],
+    choices: int,
+    opening: Iterable[str],
+    render: Callable[[int, GenerationChunk], Iterable[str]],
+    usage: Callable[[list[int]], str] | None,
+) -> AsyncIterator[str]:
+    """What every streaming endpoint shares: its opening events, the events `render` makes of
+    each chunk, keep-alive comments on idle ticks, the usage event when asked for, `[DONE]`.
+    A failure ends the stream with one error event; ending early stops the generation."""
+    completion_tokens = [0] * choices
+    try:
+        for event in opening:
+            yield event
+        async for item in events:
+            if item is None:
+                yield KEEPALIVE_COMMENT
+                continue
+            index, piece = item
+            completion_tokens[index] = piece.completion_tokens
+            for event in render(index, piece):
+                yield event
+        if usage is not None:
+            yield usage(completion_tokens)
+        yield DONE_EVENT
+    except Exception as exc:
+        yield stream_error_event(exc)
+    finally:
+        await events.aclose()
 
 
 def sse_response(events: AsyncIterator[str]) -> StreamingResponse:
