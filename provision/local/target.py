@@ -22,6 +22,7 @@ from provision.targets import (
     ProvisionResult,
     ProvisionSettings,
 )
+from provision.wheelhouse import ImagePlatform
 
 STATE_DIR = Path(".aca-infer/local")
 PREFERRED_PORT = 7860
@@ -107,6 +108,11 @@ class LocalTarget:
             "GRADIO_ANALYTICS_ENABLED": "False",
         }
         return LocalReplica(self.state_dir, self.share_dir, environment, self.endpoint() + "/ready")
+
+    def image_platform(self) -> ImagePlatform | None:
+        # The local replica runs in the project's virtual environment, which has the `serve`
+        # extra: no wheels to download. The bootstrap still checks that it has them.
+        return None
 
     def endpoint(self) -> str:
         return str(self._config()["ACA_APP_ENDPOINT"])
