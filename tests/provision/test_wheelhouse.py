@@ -16,7 +16,7 @@ import pytest
 from bench.package_index import serve_index
 from provision.deploy import DeploySettings, deploy
 from provision.local.share import LocalShare
-from provision.release import CURRENT, OBJECTS_DIR, Manifest, object_path, release_path
+from provision.release import CURRENT, Manifest, object_path, release_path
 from provision.wheelhouse import (
     DEFAULT_IMAGE,
     PYTORCH_IMAGE_PLATFORM,
