@@ -1,12 +1,16 @@
-"""A package index on loopback that serves a folder of wheels (the PEP 503 "simple" layout) and
-counts the bytes it sends: the stand-in for PyPI in tests and benchmarks."""
+"""A package index on loopback that serves folders of wheels (the PEP 503 "simple" layout) and
+counts the bytes it sends, and tiny pure-Python wheels to put in it: the stand-in for PyPI in
+tests and benchmarks."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 import threading
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,27 +44,27 @@ def _project_of(wheel: Path) -> str:
 
 
 @contextmanager
-def serve_index(folder: Path) -> Iterator[PackageIndex]:
-    """Serve every wheel in `folder` until the block ends."""
+def serve_index(*folders: Path) -> Iterator[PackageIndex]:
+    """Serve every wheel in `folders` until the block ends."""
     stats = IndexStats()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             parts = [p for p in self.path.split("?")[0].split("/") if p]
-            wheels = sorted(folder.glob("*.whl"))
+            wheels = {w.name: w for f in folders for w in sorted(f.glob("*.whl"))}
             if len(parts) == 2 and parts[0] == "simple":
                 project = normalize(parts[1])
                 links = "".join(
                     f'<a href="/files/{html.escape(w.name)}">{html.escape(w.name)}</a>\n'
-                    for w in wheels
+                    for w in wheels.values()
                     if _project_of(w) == project
                 )
                 if not links:
                     self.send_error(404)
                     return
                 self._send(f"<html><body>\n{links}</body></html>".encode(), "text/html")
-            elif len(parts) == 2 and parts[0] == "files" and (folder / parts[1]).is_file():
-                body = (folder / parts[1]).read_bytes()
+            elif len(parts) == 2 and parts[0] == "files" and parts[1] in wheels:
+                body = wheels[parts[1]].read_bytes()
                 stats.record(parts[1], len(body))
                 self._send(body, "application/octet-stream")
             else:
@@ -85,3 +89,41 @@ def serve_index(folder: Path) -> Iterator[PackageIndex]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def _record_line(path: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}"
+
+
+def make_wheel(
+    folder: Path,
+    name: str,
+    version: str = "1.0",
+    requires: Sequence[str] = (),
+    padding: int = 0,
+) -> Path:
+    """`<name>-<version>-py3-none-any.whl` with a module `<name>` whose VERSION is `version`;
+    `padding` bytes of data make it as large as a test needs."""
+    module = name.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    metadata = "\n".join(
+        ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+        + [f"Requires-Dist: {r}" for r in requires]
+    )
+    files = {
+        f"{module}/__init__.py": f"VERSION = {version!r}\n".encode(),
+        f"{module}/padding.bin": bytes(padding),
+        f"{dist_info}/METADATA": (metadata + "\n").encode(),
+        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
+    }
+    record = [_record_line(path, data) for path, data in files.items()]
+    record.append(f"{dist_info}/RECORD,,")
+    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{module}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return wheel

@@ -56,12 +56,24 @@ class ImagePlatform:
     """What `pip download` needs to pick wheels that install in the image."""
 
     python_version: str  # "3.11"
-    platform: str  # a pip --platform tag; manylinux_2_X also admits every older manylinux tag
+    glibc: str  # the image's C library, e.g. "2.35": wheels for it or any older manylinux run
     machine: str = "x86_64"
 
     @property
-    def abi(self) -> str:
-        return "cp" + self.python_version.replace(".", "")
+    def platform(self) -> str:
+        return f"manylinux_{self.glibc.replace('.', '_')}_{self.machine}"
+
+    def platform_tags(self) -> list[str]:
+        """Every manylinux tag the image runs: pip takes `--platform` literally, so each older
+        glibc version and the legacy names are listed."""
+        major, minor = (int(n) for n in self.glibc.split("."))
+        tags = [f"manylinux_{major}_{m}_{self.machine}" for m in range(minor, 16, -1)]
+        legacy = ["manylinux2014", "manylinux2010", "manylinux1"]
+        return tags + [f"{name}_{self.machine}" for name in legacy]
+
+    def abis(self) -> list[str]:
+        """This CPython's own ABI, the stable ABI, and pure/ABI-free wheels."""
+        return ["cp" + self.python_version.replace(".", ""), "abi3", "none"]
 
     def marker_environment(self) -> dict[str, str]:
         return {
@@ -77,7 +89,7 @@ class ImagePlatform:
         }
 
 
-PYTORCH_IMAGE_PLATFORM = ImagePlatform("3.11", "manylinux_2_35_x86_64")
+PYTORCH_IMAGE_PLATFORM = ImagePlatform("3.11", "2.35")
 _KNOWN_IMAGES = {DEFAULT_IMAGE: PYTORCH_IMAGE_PLATFORM}
 
 
@@ -124,6 +136,7 @@ class RuntimeSpec:
             "requirements": sorted(self.requirements),
             "python": self.platform.python_version,
             "platform": self.platform.platform,
+            "machine": self.platform.machine,
             "excluded": sorted(IMAGE_PACKAGES),
         }
         encoded = json.dumps(document, sort_keys=True).encode()
@@ -213,18 +226,12 @@ class PipDownloader:
         self.index_url = index_url
 
     def _platform_args(self, platform: ImagePlatform) -> list[str]:
-        args = [
-            "--only-binary=:all:",
-            "--platform",
-            platform.platform,
-            "--python-version",
-            platform.python_version,
-            "--implementation",
-            "cp",
-            "--abi",
-            platform.abi,
-            "--disable-pip-version-check",
-        ]
+        args = ["--only-binary=:all:", "--disable-pip-version-check"]
+        args += ["--python-version", platform.python_version, "--implementation", "cp"]
+        for tag in platform.platform_tags():
+            args += ["--platform", tag]
+        for abi in platform.abis():
+            args += ["--abi", abi]
         return args + (["--index-url", self.index_url] if self.index_url else [])
 
     def download(

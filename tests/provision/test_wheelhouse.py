@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.package_index import serve_index
+from bench.package_index import make_wheel, serve_index
 from provision.deploy import DeploySettings, deploy
 from provision.local.share import LocalShare
 from provision.release import CURRENT, Manifest, object_path, release_path
@@ -30,9 +30,8 @@ from provision.wheelhouse import (
     serve_requirements,
 )
 from tests.provision.fakes import FakeTarget
-from tests.wheels import make_wheel
 
-THIS_PYTHON = ImagePlatform(f"{sys.version_info.major}.{sys.version_info.minor}", "any")
+THIS_PYTHON = ImagePlatform(f"{sys.version_info.major}.{sys.version_info.minor}", "2.35")
 PROBE = "acainfer-probe"
 MAIN = (
     "import acainfer_probe, os\n"
@@ -83,7 +82,15 @@ def test_the_key_changes_with_the_requirements_and_the_platform() -> None:
     one = RuntimeSpec(("fastapi>=0.115",), PYTORCH_IMAGE_PLATFORM)
     assert one.key == RuntimeSpec(("fastapi>=0.115",), PYTORCH_IMAGE_PLATFORM).key
     assert one.key != RuntimeSpec(("fastapi>=0.116",), PYTORCH_IMAGE_PLATFORM).key
-    assert one.key != RuntimeSpec(("fastapi>=0.115",), ImagePlatform("3.12", "any")).key
+    assert one.key != RuntimeSpec(("fastapi>=0.115",), ImagePlatform("3.12", "2.35")).key
+    assert one.key != RuntimeSpec(("fastapi>=0.115",), ImagePlatform("3.11", "2.28")).key
+
+
+def test_the_image_takes_wheels_for_its_glibc_and_every_older_one() -> None:
+    tags = PYTORCH_IMAGE_PLATFORM.platform_tags()
+    assert tags[0] == "manylinux_2_35_x86_64" and "manylinux_2_17_x86_64" in tags
+    assert "manylinux2014_x86_64" in tags and "manylinux_2_36_x86_64" not in tags
+    assert PYTORCH_IMAGE_PLATFORM.abis() == ["cp311", "abi3", "none"]
     assert RuntimeSpec(("fastapi>=0.115",), None).key is None
 
 
