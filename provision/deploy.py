@@ -177,12 +177,7 @@ def sync_wheelhouse(
         if not wheels:
             raise OperationError(f"no wheels were downloaded for {', '.join(spec.requirements)}")
         bodies = {wheel.name: wheel for wheel in wheels}
-        manifest = Manifest(
-            {
-                name: FileEntry(sha256_bytes(p.read_bytes()), p.stat().st_size)
-                for name, p in bodies.items()
-            }
-        )
+        manifest = Manifest({name: _entry(path) for name, path in bodies.items()})
         uploaded = upload_missing(
             share, manifest, lambda name: bodies[name].read_bytes(), progress, "wheels"
         )
