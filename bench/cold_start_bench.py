@@ -423,7 +423,8 @@ def render(result: dict[str, Any], restarts: int, command: str) -> str:
         f"{restarts} times; medians shown. Bytes are what the package index sent during the "
         "start.",
         "",
-        "| start | runs | to /ready | to first token | bytes from a package index (most) |",
+        "| start | runs | to /ready | to first token "
+        "| bytes from a package index (most of any run) |",
         "|---|---:|---:|---:|---:|",
     ]
     for label, timings in rows:

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import re
 from pathlib import Path
 
+import pytest
+import torch
+
+from inference_app.engine import TransformersEngine
+from inference_app.engine.device import Hardware, plan_load
 from inference_app.engine.loading import (
     checkpoint_files,
     filesystem_type,
     is_network_mount,
+    load_model,
     stage_locally,
     ticking,
 )
+from scripts.make_demo_model import DemoModel
+from tests.inference_app.engine.helpers import started
 
 MOUNTS = """\
 overlay / overlay rw,relatime 0 0
@@ -84,3 +95,31 @@ def test_progress_is_reported_at_once_with_the_elapsed_time() -> None:
     seen: list[str] = []
     with ticking(seen.append, lambda: "reading weights onto cuda:0"):
         assert seen == ["reading weights onto cuda:0 (0 s)"]
+
+
+def test_the_engine_logs_device_dtype_quantization_and_load_time(
+    demo_model: DemoModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = TransformersEngine(demo_model.base_dir, hardware=Hardware(), max_batch_size=1)
+    with caplog.at_level(logging.INFO, logger="inference_app.engine.transformers_engine"):
+        started(engine)
+    asyncio.run(engine.shutdown())
+
+    loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("model loaded")]
+    assert len(loaded) == 1
+    assert re.fullmatch(
+        r"model loaded in \d+\.\d s on CPU \(no GPU visible\): dtype float32, "
+        r"quantization none, on the CPU",
+        loaded[0],
+    )
+
+
+def test_loading_reports_what_it_reads_onto_which_device(demo_model: DemoModel) -> None:
+    seen: list[str] = []
+    plan = plan_load(Hardware())
+
+    model, report = load_model(demo_model.base_dir, plan, None, seen.append)
+
+    assert seen[0] == "reading weights onto cpu (float32, quantization none) (0 s)"
+    assert report.source == str(demo_model.base_dir) and report.copied_bytes == 0
+    assert next(model.parameters()).dtype == torch.float32
