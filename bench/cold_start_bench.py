@@ -439,8 +439,9 @@ def render(result: dict[str, Any], restarts: int, command: str) -> str:
         f"- A restart of ours reaches `/ready` {ratio:.1f}x sooner than the AI Toolkit-style "
         "start and fetches "
         f"{max(t.index_bytes for t in restarts_ours):,} bytes from a package index (goal: 0).",
-        f"- One-time cost, paid by `deploy` when the requirements change: resolving and "
-        f"downloading the wheels from the index and putting them on the share took "
+        "- One-time cost, paid by `deploy` when the requirements change: resolving and "
+        "downloading the wheels from the index, putting them on the share, then starting the "
+        "replica (which installed them) and waiting for it to be ready took "
         f"{result['deploy_seconds']:.1f} s ({mib(result['deploy_bytes'])} from the index: this "
         "index serves no separate wheel metadata (PEP 658, which PyPI serves), so pip's "
         "resolution read whole wheels before the download fetched them again).",
