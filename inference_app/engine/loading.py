@@ -204,7 +204,11 @@ def quantization_config(plan: LoadPlan) -> Any:
 
 
 def load_model(
-    model_dir: Path, plan: LoadPlan, cache_root: Path | None, progress: Progress
+    model_dir: Path,
+    plan: LoadPlan,
+    cache_root: Path | None,
+    progress: Progress,
+    mounts_file: Path = Path("/proc/mounts"),
 ) -> tuple[Any, LoadReport]:
     """The model in eval mode, placed as `plan` says. `cache_root` None: never copy."""
     from transformers import AutoModelForCausalLM
@@ -212,7 +216,7 @@ def load_model(
     quantization = quantization_config(plan)
     started = time.monotonic()
     source, copied = model_dir, 0
-    if cache_root is not None and is_network_mount(model_dir):
+    if cache_root is not None and is_network_mount(model_dir, mounts_file):
         source, copied = stage_locally(model_dir, cache_root, progress)
     copy_seconds = time.monotonic() - started
     started = time.monotonic()

@@ -123,3 +123,22 @@ def test_loading_reports_what_it_reads_onto_which_device(demo_model: DemoModel) 
     assert seen[0] == "reading weights onto cpu (float32, quantization none) (0 s)"
     assert report.source == str(demo_model.base_dir) and report.copied_bytes == 0
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_a_model_on_a_network_mount_is_loaded_from_a_local_copy(
+    demo_model: DemoModel, tmp_path: Path
+) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"//acct.file.core.windows.net/share {demo_model.share_dir} cifs rw 0 0\n")
+    seen: list[str] = []
+
+    _, report = load_model(
+        demo_model.base_dir, plan_load(Hardware()), tmp_path / "cache", seen.append, mounts
+    )
+
+    assert Path(report.source).parent == tmp_path / "cache"
+    assert report.copied_bytes == sum(
+        p.stat().st_size for p in checkpoint_files(demo_model.base_dir)
+    )
+    assert seen[0].startswith("copying 0.00 of ")
+    assert seen[-1].startswith("reading weights onto cpu")
