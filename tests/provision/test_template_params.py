@@ -31,7 +31,7 @@ _PYCEP_FIELDS = {
 }
 
 
-def _pycep_view(entry: dict[str, Any]) -> dict[str, Any]:
+def _pycep_view(entry: Any) -> dict[str, Any]:
     view: dict[str, Any] = {"type": entry["type"], "secure": False, "allowed": None}
     for decorator in entry.get("decorators", []):
         kind = decorator["type"]
