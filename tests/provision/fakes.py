@@ -17,6 +17,7 @@ from provision.targets import (
     ProvisionResult,
     ProvisionSettings,
     ReadyState,
+    ReplicaIdentity,
 )
 
 
@@ -37,6 +38,14 @@ class FakeReplica:
 
     def is_running(self) -> bool:
         return self.running
+
+    def identity(self) -> ReplicaIdentity | None:
+        if not self.running:
+            return None
+        return ReplicaIdentity("http://127.0.0.1:1", self.started_on[-1], str(len(self.started_on)))
+
+    def settings_changed(self) -> list[str]:
+        return []
 
     def wait_ready(self, timeout: float, progress: Progress) -> ReadyState:
         release = read_text_or_none(self.share, CURRENT)
