@@ -39,14 +39,14 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("authorization", "").removeprefix("Bearer ") not in KEYS:
             return self._send(401, {"error": {"message": "bad key", "type": "auth"}})
         if body.get("model", "standin") != "standin":
-            return self._send(404, {"error": {
-                "message": f"The model '{body['model']}' does not exist", "type": "invalid_request_error"}})
+            message = f"The model '{body['model']}' does not exist"
+            return self._send(404, {"error": {"message": message, "type": "not_found"}})
         if body.get("temperature", 1) < 0:
-            return self._send(400, {"error": {
-                "message": "temperature: Input should be greater than or equal to 0",
-                "type": "invalid_request_error"}})
+            message = "temperature: Input should be greater than or equal to 0"
+            return self._send(400, {"error": {"message": message, "type": "invalid_request"}})
         if "STANDIN_FAIL_STATUS" in os.environ:
-            return self._send(int(os.environ["STANDIN_FAIL_STATUS"]), {"error": {"message": "boom"}})
+            status = int(os.environ["STANDIN_FAIL_STATUS"])
+            return self._send(status, {"error": {"message": "boom"}})
         text = "echo: " + body["messages"][-1]["content"]
         self._send(200, {"model": "standin", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
