@@ -396,3 +396,11 @@ def test_logs_as_json_is_one_object(project: Project) -> None:
     logs = project.json("logs", "--lines", "5")
     assert logs["target"] == "local"
     assert any(f"starting release {release}" in line for line in logs["lines"])
+
+
+def test_a_damaged_store_of_kept_values_is_named(project: Project) -> None:
+    project.state.mkdir(parents=True)
+    (project.state / "parameters.json").write_text("[1, 2")
+    line = one_line_error(project.run("provision"), 2)
+    assert "parameters.json: not a JSON object of parameter values" in line
+    assert "delete it to forget the stored values" in line
