@@ -1,5 +1,6 @@
-"""The local target: `.aca-infer/local/` holds the share folder, the secrets (0600), the config
-and the replica's pid and log files."""
+"""The local target: `.aca-infer/local/` holds the share folder, the secrets (0600), the config,
+the replica's record and log, and the values given for the target (`parameters.json`: `down`
+keeps it, `down --purge` removes it)."""
 
 from __future__ import annotations
 
