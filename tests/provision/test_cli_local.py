@@ -222,19 +222,21 @@ def test_a_server_that_is_not_the_replica_is_never_trusted_nor_sent_a_key(
     project.json("deploy", "--ready-timeout", "60")
     record_file = project.state / "replica.json"
     record = json.loads(record_file.read_text())
-    with foreign_server() as other:
-        # The replica process still runs, but another server answers where it is recorded.
-        record_file.write_text(json.dumps({**record, "endpoint": other.url}))
-        status = project.json("status")
-        assert status["running"] and not status["ready"]
-        assert status["reason"].startswith(f"another server answers on {other.url}")
+    try:
+        with foreign_server() as other:
+            # The replica process still runs, but another server answers where it is recorded.
+            record_file.write_text(json.dumps({**record, "endpoint": other.url}))
+            status = project.json("status")
+            assert status["running"] and not status["ready"]
+            assert status["reason"].startswith(f"another server answers on {other.url}")
 
-        invoked = project.run("invoke", "--message", "hi")
-        line = one_line_error(invoked, 4)
-        assert f"another server answers on {other.url}" in line
-        assert line.endswith("the API key was not sent (check `aca-infer status`)")
-    assert not other.saw_a_key()
-    record_file.write_text(json.dumps(record))
+            invoked = project.run("invoke", "--message", "hi")
+            line = one_line_error(invoked, 4)
+            assert f"another server answers on {other.url}" in line
+            assert line.endswith("the API key was not sent (check `aca-infer status`)")
+        assert not other.saw_a_key()
+    finally:
+        record_file.write_text(json.dumps(record))  # so that `down` stops the replica
 
 
 def test_health_names_the_release_and_the_instance_of_this_start(project: Project) -> None:
