@@ -55,6 +55,7 @@ from bench.package_index import IndexStats, make_wheel, serve_index  # noqa: E40
 from provision.deploy import DeploySettings, deploy  # noqa: E402
 from provision.local.share import LocalShare  # noqa: E402
 from provision.readiness import wait_until_ready  # noqa: E402
+from provision.release import CURRENT  # noqa: E402
 from provision.targets import (  # noqa: E402
     ApiKeys,
     DownResult,
@@ -62,6 +63,7 @@ from provision.targets import (  # noqa: E402
     ProvisionResult,
     ProvisionSettings,
     ReadyState,
+    ReplicaIdentity,
 )
 from provision.wheelhouse import ImagePlatform, PipDownloader, serve_requirements  # noqa: E402
 
@@ -194,14 +196,14 @@ class Process:
 
 
 def time_start(
-    start: Process, base_url: str, key: str, stats: IndexStats, t0: float
+    start: Process, identity: ReplicaIdentity, key: str, stats: IndexStats, t0: float
 ) -> StartTiming:
     bytes_before = stats.bytes_sent
-    state = wait_until_ready(base_url + "/ready", START_TIMEOUT, start.gone, quiet)
+    state = wait_until_ready(identity, START_TIMEOUT, start.gone, quiet)
     if not state.ready:
         raise RuntimeError(f"the replica did not become ready: {state.reason}")
     ready = time.monotonic() - t0
-    _first_token(base_url, key)
+    _first_token(identity.endpoint, key)
     first_token = time.monotonic() - t0
     return StartTiming(ready, first_token, stats.bytes_sent - bytes_before)
 
@@ -213,18 +215,28 @@ class BenchReplica:
     def __init__(self, python: Path, share: Path, env: Mapping[str, str], log: Path) -> None:
         self.python, self.share, self.env, self.log = python, share, env, log
         self.process: Process | None = None
+        self.started: ReplicaIdentity | None = None
         self.started_at = 0.0
 
     def restart(self) -> None:
         self.stop()
+        release = (self.share / CURRENT).read_text().strip()
+        self.started = ReplicaIdentity(self.env["URL"], release, secrets.token_hex(8))
+        env = {**self.env, "ACA_INFER_INSTANCE_ID": self.started.instance_id}
         self.started_at = time.monotonic()
         command = [str(self.python), str(self.share / "app/bootstrap.py")]
-        self.process = Process(command, self.env, self.share, self.log)
+        self.process = Process(command, env, self.share, self.log)
 
-    def running(self) -> Process:
-        if self.process is None:
+    def identity(self) -> ReplicaIdentity | None:
+        return self.started if self.process is not None else None
+
+    def settings_changed(self) -> list[str]:
+        return []
+
+    def running(self) -> tuple[Process, ReplicaIdentity]:
+        if self.process is None or self.started is None:
             raise RuntimeError("the replica is not running")
-        return self.process
+        return self.process, self.started
 
     def stop(self) -> bool:
         if self.process is None:
@@ -237,9 +249,10 @@ class BenchReplica:
         return self.process is not None and self.process.gone() is None
 
     def wait_ready(self, timeout: float, progress: Progress) -> ReadyState:
-        if self.process is None:
+        identity = self.identity()
+        if self.process is None or identity is None:
             return ReadyState(False, "the replica is not running")
-        return wait_until_ready(self.env["URL"] + "/ready", timeout, self.process.gone, progress)
+        return wait_until_ready(identity, timeout, self.process.gone, progress)
 
     def logs(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text().splitlines()[-lines:])
@@ -346,18 +359,24 @@ def run(wheels: Path, restarts: int, work: Path) -> dict[str, Any]:
         shutil.rmtree(work / "replica-disk")  # a new replica: nothing installed on its disk yet
         for round_ in range(restarts + 1):
             replica.restart()
-            process = replica.running()
+            process, identity = replica.running()
             kind = "new replica" if round_ == 0 else "restart"
-            ours.append((kind, time_start(process, url, key, index.stats, replica.started_at)))
+            timing = time_start(process, identity, key, index.stats, replica.started_at)
+            ours.append((kind, timing))
             replica.stop()
             if round_ == 0:
                 continue
             fresh = work / f"baseline-{round_}"
-            baseline_env = {**env, "PIP_INDEX_URL": index.url}
+            identity = ReplicaIdentity(url, "unknown", secrets.token_hex(8))
+            baseline_env = {
+                **env,
+                "PIP_INDEX_URL": index.url,
+                "ACA_INFER_INSTANCE_ID": identity.instance_id,
+            }
             started = time.monotonic()
             process = start_baseline(image_python, fresh, requirements, baseline_env)
             try:
-                baseline.append(time_start(process, url, key, index.stats, started))
+                baseline.append(time_start(process, identity, key, index.stats, started))
             finally:
                 process.stop()
             shutil.rmtree(fresh)
