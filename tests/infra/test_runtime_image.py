@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
 
 from inference_app.settings import QUANTIZATIONS
+from provision.cli import cli
 from provision.wheelhouse import DEFAULT_IMAGE, platform_for_image
 from tests.infra import bicep_checks as checks
 
@@ -30,3 +35,13 @@ def test_quantization_is_declared_with_the_values_the_server_accepts() -> None:
     assert main.params["quantization"]["default"] == "none"
     assert "name: 'ACA_INFER_QUANTIZATION'" in app.source
     assert "value: quantization" in app.source
+
+
+@pytest.mark.parametrize("value", ["3bit", "int8", ""])
+def test_provision_refuses_an_unknown_quantization_with_exit_2(tmp_path: Path, value: str) -> None:
+    arguments = ["--project-dir", str(tmp_path), "provision", "--target", "local"]
+    result = CliRunner().invoke(cli, [*arguments, "--set", f"quantization={value}"])
+
+    assert result.exit_code == 2
+    assert "quantization" in result.stderr and '"none", "8bit", "4bit"' in result.stderr
+    assert not (tmp_path / ".aca-infer/local/inference.config.json").exists()
