@@ -41,6 +41,7 @@ from tests.azure_double.files_store import (
     Lease,
     Located,
     ShareRecord,
+    WrittenRanges,
     invalid_segment,
     locate,
     record_key,
@@ -54,6 +55,7 @@ from tests.azure_double.files_xml import (
     files_error,
     http_date,
     iso_time,
+    range_list,
     share_list,
 )
 from tests.azure_double.http import Request, Response
@@ -291,6 +293,8 @@ class FileService:
                 404, "ResourceNotFound", f"The storage account '{account}' does not exist."
             ) from None
         share = parts[1] if len(parts) > 1 else ""
+        if share and not SHARE_NAME.match(share):
+            raise _invalid_name()  # also keeps ".." and the like out of the state folder
         rest = parts[2:]
         if rest and rest[-1] == "":
             rest = rest[:-1]
@@ -407,8 +411,6 @@ class FileService:
         if target.segments:
             raise _refuse(400, "InvalidUri", "A share request names no path inside the share.")
         if request.method == "PUT" and not comp:
-            if not SHARE_NAME.match(target.share):
-                raise _invalid_name()
             if target.root.is_dir():
                 raise _refuse(409, "ShareAlreadyExists", "The specified share already exists.")
             target.root.mkdir(parents=True)
@@ -619,6 +621,10 @@ class FileService:
             return self._download(request, record, path)
         if request.method == "PUT" and comp == "lease":
             return self._lease(request, record, path)
+        if request.method == "GET" and comp == "rangelist":
+            if lease_id is not None:
+                self._guard_lease(record, lease_id)
+            return self._range_list(request, record, path)
         if request.method == "DELETE" and not comp:
             self._guard_lease(record, lease_id)
             path.unlink()
@@ -688,6 +694,7 @@ class FileService:
             for name, header in CONTENT_SETTINGS.items()
             if request.headers.get(name)
         }
+        record.written = WrittenRanges.whole(len(body))
         self._apply_smb_times(request, record)
         record.touch(self.state.clock, located.path)
         return Response(201, headers=self._smb_headers(record, located.path, False))
@@ -704,6 +711,7 @@ class FileService:
             if size < 0:
                 raise _bad_header("x-ms-content-length", str(size))
             os.truncate(path, size)
+            record.written.truncate(size)
         self._apply_smb_times(request, record)
         record.touch(self.state.clock, path, write_time="x-ms-content-length" in request.headers)
 
@@ -776,6 +784,10 @@ class FileService:
         with open(path, "r+b") as handle:
             handle.seek(start)
             handle.write(data)
+        if write == "update":
+            record.written.add(start, end)
+        else:
+            record.written.remove(start, end)
         preserve = request.headers.get("x-ms-file-last-write-time", "").lower() == "preserve"
         record.touch(self.state.clock, path, write_time=not preserve)
         return Response(201, headers={**headers, **self._smb_headers(record, path, False)})
@@ -810,6 +822,36 @@ class FileService:
         headers["Content-Length"] = str(len(body))
         headers["Content-Range"] = f"bytes {start}-{last}/{size}"
         return Response(206, body, headers)
+
+    def _range_list(self, request: Request, record: ItemRecord, path: Path) -> Response:
+        if request.query.get("prevsharesnapshot"):
+            return self._unsupported(request, "a file's range diff against a snapshot")
+        size = path.stat().st_size
+        requested = self._range(request)
+        start, end = (0, size - 1) if requested is None else requested
+        last = size - 1 if end is None else min(end, size - 1)
+        ranges = record.written.within(start, last)
+        # A page of ranges; the marker is the offset where the next page starts.
+        marker = request.query.get("marker")
+        if marker:
+            if not marker.isdigit():
+                raise _refuse(
+                    400, "InvalidContinuationToken", "The specified continuation token is invalid."
+                )
+            ranges = [(max(low, int(marker)), high) for low, high in ranges if high >= int(marker)]
+        limit = request.query.get("maxresults", "")
+        page = ranges[: int(limit)] if limit.isdigit() and int(limit) > 0 else ranges
+        next_marker = str(ranges[len(page)][0]) if len(page) < len(ranges) else ""
+        return Response(
+            200,
+            range_list(page, next_marker),
+            {
+                "Content-Type": XML_CONTENT_TYPE,
+                "ETag": record.etag,
+                "Last-Modified": http_date(record.last_modified),
+                "x-ms-content-length": str(size),
+            },
+        )
 
     # ----- leases ------------------------------------------------------------------------
     def _lease(self, request: Request, record: ItemRecord, path: Path) -> Response:

@@ -31,6 +31,7 @@ from azure.storage.fileshare import (
     FileProperties,
     LinearRetry,
     ShareClient,
+    ShareFileClient,
     ShareLeaseClient,
     ShareServiceClient,
 )
@@ -161,6 +162,50 @@ def test_an_upload_lands_on_the_share_folder_and_reads_back_by_range(
     assert properties.content_settings.content_type == "application/x-weights"
 
 
+def _ranges(file: ShareFileClient) -> list[tuple[int, int]]:
+    return [(r.start, r.end) for r in file.list_ranges()]
+
+
+def test_parallel_uploads_and_written_ranges(double: AzureDouble, share: ShareClient) -> None:
+    data = os.urandom(9 * MIB)
+    file = share.get_file_client("parallel.bin")
+    file.upload_file(data, max_concurrency=3)
+    assert file.download_file(max_concurrency=3).readall() == data
+    assert _ranges(file) == [(0, len(data) - 1)]
+
+    # What a resumed upload asks: which ranges already hold data.
+    sparse = share.get_file_client("sparse.bin")
+    sparse.create_file(3 * MIB)
+    assert _ranges(sparse) == []
+    sparse.upload_range(b"x" * 1024, offset=MIB, length=1024)
+    sparse.upload_range(b"y" * 1024, offset=MIB + 1024, length=1024)
+    sparse.upload_range(b"z" * 10, offset=0, length=10)
+    assert _ranges(sparse) == [(0, 9), (MIB, MIB + 2047)]
+    sparse.clear_range(offset=MIB, length=512)
+    assert _ranges(sparse) == [(0, 9), (MIB + 512, MIB + 2047)]
+    pages = list(sparse.list_ranges(results_per_page=1).by_page())
+    assert [[(r.start, r.end) for r in page] for page in pages] == [
+        [(0, 9)],
+        [(MIB + 512, MIB + 2047)],
+    ]
+
+
+def test_a_body_changed_on_the_share_folder_gets_a_new_etag(
+    double: AzureDouble, share: ShareClient
+) -> None:
+    file = share.get_file_client("written-by-replica.txt")
+    file.upload_file(b"before")
+    before = file.get_file_properties()
+
+    (double.share_root(ACCOUNT, share.share_name) / "written-by-replica.txt").write_bytes(
+        b"after!!"
+    )
+
+    after = file.get_file_properties()
+    assert after.etag != before.etag and after.size == len(b"after!!")
+    assert file.download_file().readall() == b"after!!"
+
+
 def test_empty_and_md5_checked_uploads(share: ShareClient) -> None:
     empty = share.get_file_client("empty.txt")
     empty.upload_file(b"")
@@ -250,6 +295,32 @@ def test_names_are_case_insensitive_and_keep_their_case(
     assert [
         p.name for p in (double.share_root(ACCOUNT, share.share_name) / "Config").iterdir()
     ] == ["Settings.JSON"]
+
+
+def test_names_that_would_leave_the_share_are_refused(double: AzureDouble) -> None:
+    trust = ssl.create_default_context(cafile=str(double.ca_bundle))
+    for path in ["%2E%2E/secret", "share-ok/%2E%2E/x", "share-ok/a%3Ab"]:
+        answer = httpx.get(f"{double.files_endpoint(ACCOUNT)}{path}", verify=trust)
+        assert answer.status_code == 400, path
+        assert answer.headers["x-ms-error-code"] == "InvalidResourceName"
+
+
+def test_an_older_service_version_is_served(double: AzureDouble, share: ShareClient) -> None:
+    old = ShareServiceClient(
+        double.files_endpoint(ACCOUNT),
+        credential={
+            "account_name": ACCOUNT,
+            "account_key": double.storage_account_keys(ACCOUNT)[0],
+        },
+        api_version="2021-06-08",
+        **_client_options(double),
+    )
+    answered: set[str] = set()
+    old.get_share_client(share.share_name).get_file_client("old.txt").upload_file(
+        b"v", raw_response_hook=lambda r: answered.add(r.http_response.headers["x-ms-version"])
+    )
+    assert answered == {"2021-06-08"}
+    assert share.get_file_client("old.txt").download_file().readall() == b"v"
 
 
 def test_paths_that_do_not_exist(share: ShareClient) -> None:
