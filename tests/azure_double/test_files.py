@@ -227,6 +227,26 @@ def test_clearing_a_range_zeroes_it_and_changes_the_etag(share: ShareClient) -> 
     assert file.get_file_properties().etag != before
 
 
+def test_properties_metadata_and_resize(share: ShareClient) -> None:
+    file = share.get_file_client("config.json")
+    file.upload_file(b'{"a": 1}', metadata={"release": "r1"})
+    assert file.get_file_properties().metadata == {"release": "r1"}
+
+    file.set_file_metadata({"release": "r2"})
+    file.set_http_headers(
+        ContentSettings(content_type="application/json", cache_control="no-cache")
+    )
+    properties = file.get_file_properties()
+    assert properties.metadata == {"release": "r2"}
+    assert properties.content_settings.content_type == "application/json"
+    assert properties.content_settings.cache_control == "no-cache"
+
+    file.resize_file(4)
+    assert file.download_file().readall() == b'{"a"'
+    # Set properties replaces the content settings as a whole.
+    assert file.get_file_properties().content_settings.cache_control is None
+
+
 def test_a_range_past_the_end_is_refused(share: ShareClient) -> None:
     file = share.get_file_client("short.bin")
     file.create_file(10)
