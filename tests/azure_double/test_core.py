@@ -51,7 +51,7 @@ def _client_with_token(double: AzureDouble, token: str) -> Any:
         double.subscription_id,
         base_url=double.arm_endpoint,
         credential_scopes=[f"{double.arm_endpoint}/.default"],
-        connection_verify=ssl.create_default_context(cafile=double.ca_bundle),
+        connection_verify=str(double.ca_bundle),
         retry_total=0,
     )
 
