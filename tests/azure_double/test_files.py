@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -22,9 +21,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.identity import DefaultAzureCredential
 from azure.mgmt.resource.resources.models import ResourceGroup
-from azure.mgmt.storage import StorageManagementClient
 from azure.mgmt.storage.models import Sku, StorageAccountCreateParameters
 from azure.storage.fileshare import (
     ContentSettings,
@@ -36,27 +34,14 @@ from azure.storage.fileshare import (
     ShareServiceClient,
 )
 
-from tests.azure_double.auth import issue_token
 from tests.azure_double.faults import Fault
 from tests.azure_double.files import service_of
+from tests.azure_double.sdk import resources_client, storage_client, use_double_env
 from tests.azure_double.server import AzureDouble
 
 ACCOUNT = "acainferfiles"
 GROUP = "rg-files"
 MIB = 1024 * 1024
-
-
-class _DoubleToken:
-    """A token credential holding a token the double issued (as its stand-in `az` does)."""
-
-    def __init__(self, double: AzureDouble, audience: str) -> None:
-        token, expires_on = issue_token(
-            double.signing_key, double.tenant_id, audience, str(uuid.uuid4())
-        )
-        self.token = AccessToken(token, expires_on)
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return self.token
 
 
 @dataclass(frozen=True)
@@ -71,24 +56,19 @@ class Account:
 @pytest.fixture(scope="module")
 def account(azure_double_module: AzureDouble) -> Account:
     double = azure_double_module
-    arm: dict[str, Any] = {
-        "base_url": double.arm_endpoint,
-        "credential_scopes": [f"{double.arm_endpoint}/.default"],
-        "connection_verify": str(double.ca_bundle),
-    }
-    credential = _DoubleToken(double, double.arm_endpoint)
-    groups = ResourceManagementClient(credential, double.subscription_id, **arm)
-    groups.resource_groups.create_or_update(GROUP, ResourceGroup(location="eastus"))
-    storage = StorageManagementClient(credential, double.subscription_id, **arm)
-    storage.storage_accounts.begin_create(
-        GROUP,
-        ACCOUNT,
-        StorageAccountCreateParameters(
-            sku=Sku(name="Standard_LRS"), kind="StorageV2", location="eastus"
-        ),
-    ).result()
-    properties = storage.storage_accounts.get_properties(GROUP, ACCOUNT)
-    listed = storage.storage_accounts.list_keys(GROUP, ACCOUNT).keys_property or []
+    with use_double_env(double):
+        groups = resources_client(double)
+        groups.resource_groups.create_or_update(GROUP, ResourceGroup(location="eastus"))
+        storage = storage_client(double)
+        storage.storage_accounts.begin_create(
+            GROUP,
+            ACCOUNT,
+            StorageAccountCreateParameters(
+                sku=Sku(name="Standard_LRS"), kind="StorageV2", location="eastus"
+            ),
+        ).result()
+        properties = storage.storage_accounts.get_properties(GROUP, ACCOUNT)
+        listed = storage.storage_accounts.list_keys(GROUP, ACCOUNT).keys_property or []
     assert properties.primary_endpoints is not None and properties.primary_endpoints.file
     return Account(double, properties.primary_endpoints.file, [str(key.value) for key in listed])
 
@@ -470,20 +450,22 @@ def test_either_key_from_list_keys_signs(account: Account) -> None:
 
 
 def test_bearer_tokens_need_the_backup_intent(double: AzureDouble, share: ShareClient) -> None:
-    credential = _DoubleToken(double, "https://storage.azure.com")
-    oauth = ShareClient(
-        double.files_endpoint(ACCOUNT),
-        share.share_name,
-        credential=credential,
-        token_intent="backup",
-        **_client_options(double),
-    )
-    oauth.get_file_client("by-token.txt").upload_file(b"entra")
+    with use_double_env(double):  # the real credential chain, answered by the stand-in `az`
+        credential = DefaultAzureCredential()
+        oauth = ShareClient(
+            double.files_endpoint(ACCOUNT),
+            share.share_name,
+            credential=credential,
+            token_intent="backup",
+            **_client_options(double),
+        )
+        oauth.get_file_client("by-token.txt").upload_file(b"entra")
+        token = credential.get_token("https://storage.azure.com/.default").token
     assert share.get_file_client("by-token.txt").download_file().readall() == b"entra"
 
     url = f"{double.files_endpoint(ACCOUNT)}{share.share_name}/by-token.txt"
     headers = {
-        "Authorization": f"Bearer {credential.token.token}",
+        "Authorization": f"Bearer {token}",
         "x-ms-version": "2026-10-06",
         "x-ms-date": "now",
     }
