@@ -32,6 +32,7 @@ from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 from tests.azure_double.auth import check_bearer
+from tests.azure_double.faults import Fault, Faults
 from tests.azure_double.files_auth import authenticate
 from tests.azure_double.files_store import (
     MAX_PATH_LENGTH,
@@ -1000,6 +1001,34 @@ _SERVICES: weakref.WeakKeyDictionary[object, FileService] = weakref.WeakKeyDicti
 def service_of(double: object) -> FileService:
     """The files plane installed on `double` (for helpers such as `hold_lease`)."""
     return _SERVICES[double]
+
+
+def hold_lease(double: object, account: str, share: str, path: str) -> str:
+    """Fault "a lease held by another client": lease `path` (an existing file) as a client the
+    caller does not know; returns the lease id. Writes without it then answer 412."""
+    return service_of(double).hold_lease(account, share, path)
+
+
+def drop_uploads(
+    faults: Faults, *, path: str | None = None, read_bytes: int = 64 * 1024, times: int = 1
+) -> Fault:
+    """Fault "a connection dropped mid-upload": the next `times` put-range requests (to paths
+    matching the regex `path`) lose their connection after `read_bytes` of the body.
+
+    The same fault from another process: POST <arm_endpoint>/_double/faults with
+    {"listener": "files", "method": "PUT", "query": "comp=range", "drop": true, "read_bytes": N}.
+    """
+    return faults.add(
+        Fault(
+            listener="files",
+            method="PUT",
+            path=path,
+            query="comp=range",
+            drop=True,
+            read_bytes=read_bytes,
+            times=times,
+        )
+    )
 
 
 def install(double: DoubleForFiles) -> Callable[[Request], Response]:

@@ -35,7 +35,7 @@ from azure.storage.fileshare import (
 )
 
 from tests.azure_double.faults import Fault
-from tests.azure_double.files import service_of
+from tests.azure_double.files import drop_uploads, hold_lease
 from tests.azure_double.sdk import resources_client, storage_client, use_double_env
 from tests.azure_double.server import AzureDouble
 
@@ -396,7 +396,7 @@ def test_a_lease_held_by_another_client_blocks_until_broken(
 ) -> None:
     lock = share.get_file_client("deploy.lock")
     lock.upload_file(b"stale")
-    service_of(double).hold_lease(ACCOUNT, share.share_name, "deploy.lock")
+    hold_lease(double, ACCOUNT, share.share_name, "deploy.lock")
 
     with pytest.raises(HttpResponseError) as blocked:
         lock.upload_file(b"mine")
@@ -482,9 +482,7 @@ def test_a_connection_dropped_mid_upload_surfaces_then_a_retry_succeeds(
     file = share.get_file_client("model.bin")
     file.create_file(2 * MIB)
     chunk = os.urandom(2 * MIB)
-    fault = double.faults.add(
-        Fault(listener="files", method="PUT", query="comp=range", drop=True, read_bytes=64 * 1024)
-    )
+    fault = drop_uploads(double.faults, path=r"/model\.bin$", read_bytes=64 * 1024)
 
     with pytest.raises((ServiceRequestError, ServiceResponseError)):
         file.upload_range(chunk, offset=0, length=len(chunk), retry_total=0)
