@@ -9,7 +9,10 @@ import ssl
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -36,6 +39,8 @@ from azure.storage.fileshare import (
 
 from tests.azure_double.faults import Fault
 from tests.azure_double.files import drop_uploads, hold_lease
+from tests.azure_double.files_auth import sign, string_to_sign
+from tests.azure_double.http import Request
 from tests.azure_double.sdk import resources_client, storage_client, use_double_env
 from tests.azure_double.server import AzureDouble
 
@@ -440,6 +445,26 @@ def test_a_bad_signature_is_refused_and_changes_nothing(double: AzureDouble) -> 
     assert refused.value.status_code == 403
     assert _code(refused.value) == "AuthenticationFailed"
     assert not double.share_root(ACCOUNT, name).exists()
+
+
+def _signed_get(double: AzureDouble, path: str, sent_at: datetime) -> httpx.Response:
+    """A GET signed with the account key (SharedKey), dated `sent_at`."""
+    headers = {"x-ms-date": format_datetime(sent_at, usegmt=True), "x-ms-version": "2026-10-06"}
+    unsigned = Request("GET", unquote(path), path, {}, headers, b"", "files")
+    signature = sign(double.storage_account_keys(ACCOUNT)[0], string_to_sign(unsigned, ACCOUNT))
+    headers["Authorization"] = f"SharedKey {ACCOUNT}:{signature}"
+    trust = ssl.create_default_context(cafile=str(double.ca_bundle))
+    return httpx.get(f"https://127.0.0.1:{double.files_port}{path}", headers=headers, verify=trust)
+
+
+def test_a_signed_request_must_be_recent(double: AzureDouble, share: ShareClient) -> None:
+    share.get_file_client("dated.txt").upload_file(b"now")
+    path = f"/{ACCOUNT}/{share.share_name}/dated.txt"
+
+    assert _signed_get(double, path, datetime.now(UTC)).content == b"now"
+    replayed = _signed_get(double, path, datetime.now(UTC) - timedelta(minutes=20))
+    assert replayed.status_code == 403
+    assert "too old" in replayed.text
 
 
 def test_either_key_from_list_keys_signs(account: Account) -> None:
