@@ -272,12 +272,10 @@ class FileService:
         return self._unsupported(request, f"the account with restype={restype} comp={comp}")
 
     def _list_shares(self, request: Request, target: Target) -> Response:
-        account_folder = self._double.share_root(target.account, "share").parent
-        names = (
-            sorted(p.name for p in account_folder.iterdir() if p.is_dir())
-            if (account_folder.is_dir())
-            else []
-        )
+        # Every share of the account is a folder beside any share's folder.
+        account_folder = self._double.share_root(target.account, "any").parent
+        folders = account_folder.iterdir() if account_folder.is_dir() else iter(())
+        names = sorted(p.name for p in folders if p.is_dir() and SHARE_NAME.match(p.name))
         prefix = request.query.get("prefix")
         if prefix:
             names = [n for n in names if n.startswith(prefix)]
