@@ -519,6 +519,31 @@ def test_a_connection_dropped_mid_upload_surfaces_then_a_retry_succeeds(
     )
 
 
+def test_a_drop_armed_by_another_process_is_retried_by_the_sdk(
+    double: AzureDouble, share: ShareClient
+) -> None:
+    trust = ssl.create_default_context(cafile=str(double.ca_bundle))
+    armed = httpx.post(
+        f"{double.arm_endpoint}/_double/faults",
+        json={
+            "listener": "files",
+            "method": "PUT",
+            "query": "comp=range",
+            "drop": True,
+            "read_bytes": 4096,
+        },
+        verify=trust,
+    )
+    assert armed.status_code == 201
+    data = os.urandom(MIB)
+
+    share.get_file_client("retried.bin").upload_file(data)  # the SDK's retry policy resends
+
+    assert share.get_file_client("retried.bin").download_file().readall() == data
+    ranges = [r for r in _files_requests(double, share) if r.query.get("comp") == "range"]
+    assert [(r.status, r.body_size) for r in ranges] == [(0, 4096), (201, MIB)]
+
+
 def test_server_busy_is_retried_by_the_sdk_and_429_reaches_the_caller(
     double: AzureDouble, share: ShareClient
 ) -> None:
