@@ -195,7 +195,11 @@ class Deployments:
                 self.runs.pop(deployment_id.lower(), None)
 
             operation = self.double.operations.start(
-                self.double.subscription_id, NAMESPACE, "global", request.query["api-version"], delete
+                self.double.subscription_id,
+                NAMESPACE,
+                "global",
+                request.query["api-version"],
+                delete,
             )
             response = self.double.operations.accepted(operation)
             del response.headers["Azure-AsyncOperation"]  # deployment delete polls Location

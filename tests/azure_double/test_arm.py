@@ -232,7 +232,7 @@ def test_parameters_are_checked_against_the_templates_declarations(
         assert raised.value.status_code == 400
         assert raised.value.error is not None
         assert raised.value.error.code == "InvalidTemplate"
-        assert says in raised.value.error.message
+        assert says in str(raised.value.error.message)
     assert deployments.check_existence("rg", "small") is False
 
 

@@ -47,7 +47,7 @@ def _client_with_token(double: AzureDouble, token: str) -> Any:
     from azure.mgmt.resource.resources import ResourceManagementClient
 
     return ResourceManagementClient(
-        StaticToken(token),  # type: ignore[arg-type]
+        StaticToken(token),
         double.subscription_id,
         base_url=double.arm_endpoint,
         credential_scopes=[f"{double.arm_endpoint}/.default"],
@@ -133,7 +133,7 @@ def test_an_unknown_api_version_gets_invalid_api_version_parameter(double: Azure
     assert raised.value.status_code == 400
     assert raised.value.error is not None
     assert raised.value.error.code == "InvalidApiVersionParameter"
-    assert "2025-04-01" in raised.value.error.message
+    assert "2025-04-01" in str(raised.value.error.message)
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ def test_request_bodies_are_checked_against_the_sdk_models(
     assert raised.value.status_code == 400
     assert raised.value.error is not None
     assert raised.value.error.code == "InvalidRequestContent"
-    assert says in raised.value.error.message
+    assert says in str(raised.value.error.message)
     assert (
         double.store.get(f"/subscriptions/{double.subscription_id}/resourceGroups/rg-body") is None
     )
