@@ -125,7 +125,7 @@ class ItemRecord:
 class ShareRecord:
     etag: str
     last_modified: datetime
-    quota_gib: int = 5120
+    quota_gib: int = 102400  # what ARM gives a share created without a quota
     metadata: dict[str, str] = field(default_factory=dict)
 
 

@@ -26,7 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.identity import DefaultAzureCredential
 from azure.mgmt.resource.resources.models import ResourceGroup
-from azure.mgmt.storage.models import Sku, StorageAccountCreateParameters
+from azure.mgmt.storage.models import FileShare, Sku, StorageAccountCreateParameters
 from azure.storage.fileshare import (
     ContentSettings,
     FileProperties,
@@ -288,6 +288,22 @@ def test_list_shares_and_share_lifecycle(double: AzureDouble) -> None:
     assert not double.share_root(ACCOUNT, name).exists()
     with pytest.raises(ResourceNotFoundError):
         share.get_share_properties()
+
+
+def test_shares_are_the_same_through_arm_and_the_data_plane(account: Account) -> None:
+    double = account.double
+    service = _service(double)
+    with use_double_env(double):
+        shares = storage_client(double).file_shares
+        shares.create(GROUP, ACCOUNT, "made-by-arm", FileShare(share_quota=1024))
+        service.get_share_client("made-by-arm").get_file_client("f.txt").upload_file(b"arm")
+        assert (double.share_root(ACCOUNT, "made-by-arm") / "f.txt").read_bytes() == b"arm"
+
+        service.create_share("made-by-data-plane")
+        assert shares.get(GROUP, ACCOUNT, "made-by-data-plane").name == "made-by-data-plane"
+        service.delete_share("made-by-data-plane")
+        with pytest.raises(ResourceNotFoundError):
+            shares.get(GROUP, ACCOUNT, "made-by-data-plane")
 
 
 def test_names_are_case_insensitive_and_keep_their_case(
