@@ -26,7 +26,12 @@ from azure.core.exceptions import (
 )
 from azure.identity import DefaultAzureCredential
 from azure.mgmt.resource.resources.models import ResourceGroup
-from azure.mgmt.storage.models import FileShare, Sku, StorageAccountCreateParameters
+from azure.mgmt.storage.models import (
+    FileShare,
+    FileShareProperties,
+    Sku,
+    StorageAccountCreateParameters,
+)
 from azure.storage.fileshare import (
     ContentSettings,
     FileProperties,
@@ -295,7 +300,8 @@ def test_shares_are_the_same_through_arm_and_the_data_plane(account: Account) ->
     service = _service(double)
     with use_double_env(double):
         shares = storage_client(double).file_shares
-        shares.create(GROUP, ACCOUNT, "made-by-arm", FileShare(share_quota=1024))
+        quota = FileShare(file_share_properties=FileShareProperties(share_quota=1024))
+        shares.create(GROUP, ACCOUNT, "made-by-arm", quota)
         service.get_share_client("made-by-arm").get_file_client("f.txt").upload_file(b"arm")
         assert (double.share_root(ACCOUNT, "made-by-arm") / "f.txt").read_bytes() == b"arm"
 
