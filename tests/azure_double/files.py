@@ -213,6 +213,8 @@ class FileService:
                 "The double does not implement structured-message (CRC64) bodies; "
                 "use validate_content=True (MD5) or none.",
             )
+        if request.query.get("sharesnapshot"):
+            return self._unsupported(request, "share snapshots")
         restype = request.query.get("restype", "").lower()
         comp = request.query.get("comp", "").lower()
         with self.state.lock:

@@ -350,6 +350,17 @@ def test_an_older_service_version_is_served(double: AzureDouble, share: ShareCli
     assert share.get_file_client("old.txt").download_file().readall() == b"v"
 
 
+def test_what_the_double_does_not_implement_says_so_once(
+    double: AzureDouble, share: ShareClient
+) -> None:
+    before = len(_files_requests(double, share))
+    with pytest.raises(HttpResponseError) as refused:
+        share.create_snapshot()
+    assert refused.value.status_code == 501
+    assert "does not implement" in str(refused.value)
+    assert len(_files_requests(double, share)) == before + 1  # 501 is not retried
+
+
 def test_paths_that_do_not_exist(share: ShareClient) -> None:
     with pytest.raises(ResourceNotFoundError) as missing_parent:
         share.get_file_client("nowhere/file.txt").create_file(1)
