@@ -10,6 +10,10 @@ Requests are authenticated by `files_auth`, refused in the service's XML shape b
 `files_errors`, and leases follow `files_leases`. What the double does not implement (share
 leases, snapshots, copies, handles, service properties) answers 501 NotImplemented, which the
 SDK does not retry.
+
+Faults for tests: `hold_lease` (a lease held by another client) and `drop_uploads` (a connection
+dropped mid-upload); the core's generic faults (429, 503 with Retry-After ...) reach this
+listener too. Every request lands in the double's request log.
 """
 
 from __future__ import annotations
