@@ -4,11 +4,13 @@ create as a long-running operation, operations, outputs, failures with nested de
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
@@ -350,3 +352,54 @@ def test_the_inference_template_outputs_are_the_config_keys(
     inference_template: dict[str, Any],
 ) -> None:
     assert set(inference_template["outputs"]) == CONFIG_KEYS | EXTRA_OUTPUT_KEYS
+
+
+def test_the_inference_template_deploys_an_app_that_serves_from_the_share(
+    double: AzureDouble, inference_template: dict[str, Any]
+) -> None:
+    apps_testing = pytest.importorskip("tests.azure_double.apps_testing")
+    storage = storage_client(double)
+    storage.storage_accounts.begin_create(
+        "rg",
+        "stexisting",
+        {"location": "westus3", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
+    ).result()
+    storage.file_shares.create("rg", "stexisting", "aca-infer", {"properties": {}})
+    (double.share_root("stexisting", "aca-infer") / "app").mkdir()
+    (double.share_root("stexisting", "aca-infer") / "app" / "bootstrap.py").write_text(
+        apps_testing.SERVER
+    )
+    parameters = {
+        **KEYS,
+        "useExistingStorageAccount": {"value": True},
+        "storageAccountName": {"value": "stexisting"},
+        "gpuProfileType": {"value": "Consumption"},
+        "minimumInstanceCount": {"value": 1},
+        "startupProbeInitialDelaySeconds": {"value": 1},
+        "startupProbePeriodSeconds": {"value": 1},
+    }
+    client = deployments_client(double)
+    result = client.deployments.begin_create_or_update(
+        "rg", "infer", deployment(inference_template, parameters)
+    ).result()
+    outputs = {key: entry["value"] for key, entry in result.properties.outputs.items()}
+    assert set(outputs) == CONFIG_KEYS | EXTRA_OUTPUT_KEYS
+    assert outputs["STORAGE_ACCOUNT_NAME"] == "stexisting"
+    assert outputs["SUBSCRIPTION_ID"] == double.subscription_id
+    endpoint = outputs["ACA_APP_ENDPOINT"]
+    assert endpoint.startswith("https://127.0.0.1:")
+    ready = httpx.get(
+        f"{endpoint}/ready", verify=ssl.create_default_context(cafile=str(double.ca_bundle))
+    )
+    assert ready.status_code == 200
+    operations = [
+        o.properties.target_resource.resource_type
+        for o in client.deployment_operations.list("rg", "infer")
+    ]
+    assert operations == [
+        "Microsoft.Storage/storageAccounts",
+        "Microsoft.OperationalInsights/workspaces",
+        "Microsoft.App/managedEnvironments",
+        "Microsoft.App/managedEnvironments/storages",
+        "Microsoft.App/containerApps",
+    ]
