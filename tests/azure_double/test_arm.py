@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.identity import DefaultAzureCredential
 
 from tests.azure_double.api_versions import TEMPLATE_DIR
 from tests.azure_double.sdk import (
@@ -408,3 +409,28 @@ def test_the_inference_template_deploys_an_app_that_serves_from_the_share(
         for o in client.deployment_operations.list("rg", "infer")
     ]
     assert modules == ["infer-monitoring", "infer-environment", "infer-app"]
+
+
+def test_the_subscription_is_the_one_the_double_serves(double: AzureDouble) -> None:
+    token = DefaultAzureCredential().get_token(f"{double.arm_endpoint}/.default").token
+    client = httpx.Client(
+        base_url=f"{double.arm_endpoint}/subscriptions",
+        headers={"Authorization": f"Bearer {token}"},
+        params={"api-version": "2025-04-01"},
+        verify=ssl.create_default_context(cafile=str(double.ca_bundle)),
+    )
+    with client:
+        found = client.get(f"/{double.subscription_id}").json()
+        assert (found["subscriptionId"], found["tenantId"], found["state"]) == (
+            double.subscription_id,
+            double.tenant_id,
+            "Enabled",
+        )
+        assert [s["subscriptionId"] for s in client.get("").json()["value"]] == [
+            double.subscription_id
+        ]
+        missing = client.get("/00000000-0000-0000-0000-000000000000/resourcegroups")
+        assert (missing.status_code, missing.json()["error"]["code"]) == (
+            404,
+            "SubscriptionNotFound",
+        )
