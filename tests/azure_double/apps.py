@@ -37,6 +37,7 @@ from tests.azure_double.apps_runtime import AppRuntime
 from tests.azure_double.http import Request, Response, arm_error, require_api_version
 from tests.azure_double.ingress import IngressProxy
 from tests.azure_double.lro import OperationFailed, Operations
+from tests.azure_double.models import body_problem, model_class
 from tests.azure_double.replicas import (
     CommandNotRunnable,
     Probe,
@@ -49,6 +50,25 @@ NAMESPACE = "Microsoft.App"
 ENVIRONMENT_TYPE = "Microsoft.App/managedEnvironments"
 APP_TYPE = "Microsoft.App/containerApps"
 PROBE_INTERVAL_S = 0.05
+MODELS = "azure.mgmt.appcontainers.models"
+APP_READ_ONLY = (
+    "provisioningState",
+    "runningStatus",
+    "latestRevisionName",
+    "latestReadyRevisionName",
+    "latestRevisionFqdn",
+    "customDomainVerificationId",
+    "outboundIpAddresses",
+    "eventStreamEndpoint",
+    "deploymentErrors",
+)
+ENVIRONMENT_READ_ONLY = (
+    "provisioningState",
+    "deploymentErrors",
+    "defaultDomain",
+    "staticIp",
+    "eventStreamEndpoint",
+)
 
 # Workload profile types: (category, cores, memory GiB, gpus, display name, usage name, gpus per node).
 SERVERLESS_GPU = {"Consumption-GPU-NC8as-T4", "Consumption-GPU-NC24-A100"}
@@ -189,6 +209,21 @@ class _Invalid(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__(response.body.decode(errors="replace"))
         self.response = response
+
+
+def _without(body: Any, read_only: tuple[str, ...]) -> Any:
+    """The body less the read-only properties a GET returned (ARM ignores those on a PUT, so a
+    get-modify-put round trip works); everything else is checked against the SDK's model."""
+    if not isinstance(body, dict):
+        return body
+    body = copy.deepcopy(body)
+    for key in ("id", "name", "type", "systemData"):
+        body.pop(key, None)
+    properties = body.get("properties")
+    if isinstance(properties, dict):
+        for key in read_only:
+            properties.pop(key, None)
+    return body
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:
@@ -454,9 +489,10 @@ class AppsProvider:
         existing: dict[str, Any] | None,
         body: Any = None,
     ) -> Response:
-        body = request.json() if body is None else body
-        if not isinstance(body, dict):
-            return _bad("InvalidRequestContent", "The request content was not an object.")
+        body = _without(request.json() if body is None else body, ENVIRONMENT_READ_ONLY)
+        problem = body_problem(model_class(f"{MODELS}.ManagedEnvironment"), body)
+        if problem is not None:
+            return problem
         location = str(body.get("location") or (existing or {}).get("location") or "")
         if not location:
             return _bad(
@@ -658,7 +694,10 @@ class AppsProvider:
             return Response(200 if existing else 204)
         if method != "PUT":
             return self._not_found(request)
-        body = request.json() or {}
+        body = request.json()
+        problem = body_problem(model_class(f"{MODELS}.ManagedEnvironmentStorage"), body)
+        if problem is not None:
+            return problem
         azure_file = dict((body.get("properties") or {}).get("azureFile") or {})
         for key in ("accountName", "accountKey", "shareName", "accessMode"):
             if not azure_file.get(key):
@@ -712,19 +751,7 @@ class AppsProvider:
                     return Response(204)
                 return self._missing("containerApps", rest[1], resource_group)
             if method == "PATCH":
-                stored = self._stored_app_body(existing)
-                merged = _merge_patch(stored, self._strip_read_only(request.json() or {}))
-                secrets_patch = ((request.json() or {}).get("properties") or {}).get(
-                    "configuration", {}
-                ) or {}
-                if "secrets" not in secrets_patch:
-                    merged.setdefault("properties", {}).setdefault("configuration", {})[
-                        "secrets"
-                    ] = [
-                        {"name": k, "value": v}
-                        for k, v in self._secrets.get(app_id.lower(), {}).items()
-                    ]
-                return self._put_app(request, app_id, rest[1], existing, merged, patch=True)
+                return self._patch_app(request, app_id, rest[1], existing)
             if method == "GET":
                 return Response.of_json(200, self._app_view(existing))
             if method == "DELETE":
@@ -749,26 +776,32 @@ class AppsProvider:
             return self._revisions(request, app_id, existing, rest[3:])
         return self._not_found(request)
 
-    def _strip_read_only(self, body: dict[str, Any]) -> dict[str, Any]:
-        body = copy.deepcopy(body)
-        for key in ("id", "name", "type", "systemData"):
-            body.pop(key, None)
-        properties = body.get("properties") or {}
-        for key in (
-            "provisioningState",
-            "runningStatus",
-            "latestRevisionName",
-            "latestReadyRevisionName",
-            "latestRevisionFqdn",
-            "customDomainVerificationId",
-            "outboundIpAddresses",
-            "eventStreamEndpoint",
-            "deploymentErrors",
-        ):
-            properties.pop(key, None)
-        ingress = (properties.get("configuration") or {}).get("ingress") or {}
-        ingress.pop("fqdn", None)
-        return body
+    def _patch_app(
+        self, request: Request, app_id: str, name: str, existing: dict[str, Any]
+    ) -> Response:
+        """JSON merge patch over the stored app. Secrets: the patch's list replaces the app's,
+        and a listed secret without a value keeps its current one (what a GET returns has no
+        values, so a get-modify-update round trip keeps them)."""
+        patch = request.json()
+        if not isinstance(patch, dict):
+            return _bad("InvalidRequestContent", "The request content was not an object.")
+        merged = _merge_patch(self._stored_app_body(existing), self._strip_read_only(patch))
+        current = self._secrets.get(app_id.lower(), {})
+        configuration = merged.setdefault("properties", {}).setdefault("configuration", {})
+        listed = ((patch.get("properties") or {}).get("configuration") or {}).get("secrets")
+        configuration["secrets"] = [
+            {"name": s.get("name"), "value": s.get("value", current.get(str(s.get("name"))))}
+            for s in (listed if listed is not None else [{"name": k} for k in current])
+        ]
+        return self._put_app(request, app_id, name, existing, merged, patch=True)
+
+    @staticmethod
+    def _strip_read_only(body: dict[str, Any]) -> dict[str, Any]:
+        body = _without(body, APP_READ_ONLY)
+        configuration = (body.get("properties") or {}).get("configuration") or {}
+        if isinstance(configuration.get("ingress"), dict):
+            configuration["ingress"].pop("fqdn", None)
+        return dict(body)
 
     def _stored_app_body(self, existing: dict[str, Any]) -> dict[str, Any]:
         """The client-settable part of a stored app (what a PUT body could say)."""
@@ -812,6 +845,9 @@ class AppsProvider:
                     f"Cannot modify container app '{name}' while a previous operation is in progress.",
                 )
             body = self._strip_read_only(body)
+            problem = body_problem(model_class(f"{MODELS}.ContainerApp"), body)
+            if problem is not None:
+                return problem
             location = str(body.get("location") or (existing or {}).get("location") or "")
             if not location:
                 return _bad(

@@ -3,6 +3,7 @@ apps whose replicas really run and serve HTTPS at their fqdn, revisions, replica
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +131,75 @@ def test_app_replica_serves_from_the_share_at_its_fqdn(
         client.container_apps.get(RESOURCE_GROUP, "web")
     with _https(double) as https, pytest.raises(httpx.ConnectError):
         https.get(f"https://{_fqdn(app)}/hello")
+
+
+def test_server_sent_events_pass_through_chunk_by_chunk(
+    double: AzureDouble, client: ContainerAppsAPIClient, tmp_path: Path
+):
+    app = client.container_apps.begin_create_or_update(
+        RESOURCE_GROUP, "web", app_body(_environment(double, client))
+    ).result()
+    events = []
+    with (
+        _https(double) as https,
+        https.stream("GET", f"https://{_fqdn(app)}/stream?acks={tmp_path}") as response,
+    ):
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append(line.removeprefix("data: "))
+                # The server sends the next event only once this one is acknowledged.
+                (tmp_path / f"ack-{len(events) - 1}").touch()
+
+    assert response.headers["content-type"] == "text/event-stream"
+    assert events == ["0", "1", "2"]
+
+
+def test_get_modify_update_round_trip_and_unknown_properties(
+    double: AzureDouble, client: ContainerAppsAPIClient
+):
+    environment_id = _environment(double, client)
+    client.container_apps.begin_create_or_update(
+        RESOURCE_GROUP, "web", app_body(environment_id, env={"GREETING": "one"})
+    ).result()
+    app = client.container_apps.get(RESOURCE_GROUP, "web")
+    for variable in app.properties.template.containers[0].env:
+        if variable.name == "GREETING":
+            variable.value = "two"
+
+    updated = client.container_apps.begin_update(RESOURCE_GROUP, "web", app).result()
+
+    assert updated.properties.latest_revision_name != app.properties.latest_revision_name
+    with _https(double) as https:
+        hello = https.get(f"https://{_fqdn(updated)}/hello").json()
+    assert (hello["greeting"], hello["key"]) == ("two", "key-1")  # secret kept by the PATCH
+    body = app_body(environment_id)
+    body["properties"]["template"]["containers"][0]["gpu"] = 1
+    with pytest.raises(HttpResponseError) as refused:
+        client.container_apps.begin_create_or_update(RESOURCE_GROUP, "web", body)
+    assert refused.value.error.code == "InvalidRequestContent"
+    assert "gpu" in refused.value.error.message
+
+
+def test_log_stream_serves_the_replica_console_as_the_cli_reads_it(
+    double: AzureDouble, client: ContainerAppsAPIClient
+):
+    app = client.container_apps.begin_create_or_update(
+        RESOURCE_GROUP, "web", app_body(_environment(double, client), env={"GREETING": "hi"})
+    ).result()
+    revision = app.properties.latest_revision_name
+    replica = client.container_apps_revision_replicas.list_replicas(
+        RESOURCE_GROUP, "web", revision
+    ).value[0]
+    endpoint = replica.properties.containers[0].log_stream_endpoint
+    assert endpoint.startswith(app.properties.event_stream_endpoint.split("/subscriptions/")[0])
+    token = client.container_apps.get_auth_token(RESOURCE_GROUP, "web").properties.token
+    params = {"tailLines": "50", "follow": "false", "output": "json"}
+
+    with _https(double) as https:
+        refused = https.get(endpoint, params=params)
+        response = https.get(endpoint, params=params, headers={"Authorization": f"Bearer {token}"})
+
+    assert refused.status_code == 401
+    assert response.status_code == 200
+    logs = [json.loads(line)["Log"] for line in response.text.splitlines()]
+    assert "stand-in server starting, greeting hi" in logs
