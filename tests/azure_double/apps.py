@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.azure_double import api_versions
 from tests.azure_double.apps_runtime import AppRuntime
@@ -45,6 +45,9 @@ from tests.azure_double.replicas import (
     python_argv,
     random_suffix,
 )
+
+if TYPE_CHECKING:
+    from tests.azure_double.server import AzureDouble
 
 NAMESPACE = "Microsoft.App"
 ENVIRONMENT_TYPE = "Microsoft.App/managedEnvironments"
@@ -70,7 +73,7 @@ ENVIRONMENT_READ_ONLY = (
     "eventStreamEndpoint",
 )
 
-# Workload profile types: (category, cores, memory GiB, gpus, display name, usage name, gpus per node).
+# The workload profile types the double knows, with what availableWorkloadProfiles reports.
 SERVERLESS_GPU = {"Consumption-GPU-NC8as-T4", "Consumption-GPU-NC24-A100"}
 DEDICATED_GPU = {"NC24-A100", "NC48-A100", "NC96-A100"}
 
@@ -250,7 +253,7 @@ class _App:
 class AppsProvider:
     """The Microsoft.App resource provider of one AzureDouble."""
 
-    def __init__(self, double: Any) -> None:
+    def __init__(self, double: AzureDouble) -> None:
         self.double = double
         self.store = double.store
         self._lock = threading.RLock()
@@ -350,7 +353,7 @@ class AppsProvider:
 
     # ---- long-running operations -----------------------------------------------------------
     def _operations(self) -> Operations:
-        return self.double.operations  # type: ignore[no-any-return]
+        return self.double.operations
 
     def _start_operation(
         self, request: Request, resource_id: str, location: str, work: Callable[[Any], Any]
@@ -372,7 +375,8 @@ class AppsProvider:
                     "id": f"/subscriptions/{sub}/providers/{NAMESPACE}/locations/{location}"
                     f"/availableManagedEnvironmentsWorkloadProfileTypes/{profile.name}",
                     "name": profile.name,
-                    "type": f"{NAMESPACE}/locations/availableManagedEnvironmentsWorkloadProfileTypes",
+                    "type": f"{NAMESPACE}/locations/"
+                    "availableManagedEnvironmentsWorkloadProfileTypes",
                     "location": location,
                     "properties": {
                         "category": profile.category,
@@ -501,7 +505,8 @@ class AppsProvider:
         if existing is not None and existing.get("location", "").lower() != location.lower():
             return _bad(
                 "LocationNotAvailableForResourceType",
-                f"The environment '{name}' exists in '{existing['location']}'; its location cannot change.",
+                f"The environment '{name}' exists in '{existing['location']}'; its location "
+                "cannot change.",
             )
         properties = copy.deepcopy(body.get("properties") or {})
         profiles = self._checked_profiles(properties.get("workloadProfiles"), location, existing)
@@ -571,7 +576,8 @@ class AppsProvider:
                 raise _Invalid(
                     _bad(
                         "WorkloadProfileInvalidType",
-                        f"Workload profile type '{kind}' is not supported in location '{location}'.",
+                        f"Workload profile type '{kind}' is not supported in location "
+                        f"'{location}'.",
                     )
                 )
             if kind == "Consumption" or kind in SERVERLESS_GPU:
@@ -626,7 +632,8 @@ class AppsProvider:
             raise _Invalid(
                 _bad(
                     "ManagedEnvironmentQuotaExceeded",
-                    f"The subscription has reached its limit of {limits['ManagedEnvironmentCount']} "
+                    "The subscription has reached its limit of "
+                    f"{limits['ManagedEnvironmentCount']} "
                     f"managed environments in location '{location}'.",
                 )
             )
@@ -842,7 +849,8 @@ class AppsProvider:
                 return arm_error(
                     409,
                     "ContainerAppOperationInProgress",
-                    f"Cannot modify container app '{name}' while a previous operation is in progress.",
+                    f"Cannot modify container app '{name}' while a previous operation is in "
+                    "progress.",
                 )
             body = self._strip_read_only(body)
             problem = body_problem(model_class(f"{MODELS}.ContainerApp"), body)
@@ -973,7 +981,8 @@ class AppsProvider:
                 raise _Invalid(
                     _bad(
                         "ContainerAppSecretInvalid",
-                        f"Secret name '{name}' is invalid: lower case letters, digits, '-' and '.'.",
+                        f"Secret name '{name}' is invalid: lower case letters, digits, '-' "
+                        "and '.'.",
                     )
                 )
             if secret.get("value") is None:
@@ -1014,7 +1023,8 @@ class AppsProvider:
                     raise _Invalid(
                         _bad(
                             "ContainerAppVolumeStorageNotFound",
-                            f"Volume '{volume.get('name')}' names storage '{volume.get('storageName')}', "
+                            f"Volume '{volume.get('name')}' names storage "
+                            f"'{volume.get('storageName')}', "
                             f"which environment '{env['name']}' does not have.",
                         )
                     )
@@ -1045,7 +1055,8 @@ class AppsProvider:
                         raise _Invalid(
                             _bad(
                                 "ContainerAppProbeInvalid",
-                                f"Probe '{probe.get('type')}' of container '{container.get('name')}': "
+                                f"Probe '{probe.get('type')}' of container "
+                                f"'{container.get('name')}': "
                                 f"{key} must be between 1 and {limit}.",
                             )
                         )
@@ -1418,7 +1429,10 @@ class AppsProvider:
     @staticmethod
     def _app_stream_path(app_id: str) -> str:
         parts = app_id.split("/")
-        return f"/subscriptions/{parts[2]}/resourceGroups/{parts[4]}/containerApps/{parts[8]}/eventstream"
+        return (
+            f"/subscriptions/{parts[2]}/resourceGroups/{parts[4]}/containerApps/{parts[8]}"
+            "/eventstream"
+        )
 
     def _log_stream_url(self, app_id: str, revision: str, replica: str, container: str) -> str:
         parts = app_id.split("/")
@@ -1436,13 +1450,9 @@ class AppsProvider:
         return entry.runtime.logged_replicas(revision) if entry else []
 
     def app_id_of(self, sub: str, resource_group: str, name: str) -> str | None:
-        for key, entry in self._apps.items():
-            if (
-                key
-                == f"/subscriptions/{sub}/resourcegroups/{resource_group}/providers/{NAMESPACE}/containerapps/{name}".lower()
-            ):
-                return entry.id
-        return None
+        key = f"/subscriptions/{sub}/resourceGroups/{resource_group}/providers/{NAMESPACE}"
+        entry = self._apps.get(f"{key}/containerApps/{name}".lower())
+        return entry.id if entry else None
 
     # ---- shutdown --------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -1458,7 +1468,7 @@ class AppsProvider:
             self.logstream.stop()
 
 
-def install(double: Any) -> AppsProvider:
+def install(double: AzureDouble) -> AppsProvider:
     """Register Microsoft.App with the double; `shutdown()` of the result stops every replica."""
     from tests.azure_double.apps_logstream import LogStream
 

@@ -270,11 +270,12 @@ class AppRuntime:
     def _drain_and_stop(self, replicas: list[Replica]) -> None:
         """Requests in flight on these replicas finish first (ACA drains before SIGTERM)."""
         for replica in replicas:
+
+            def drained(name: str = replica.name) -> bool:
+                return self._in_flight.get(name, 0) == 0 or self._closed.is_set()
+
             with self._lock:
-                self._lock.wait_for(
-                    lambda r=replica: self._in_flight.get(r.name, 0) == 0 or self._closed.is_set(),
-                    timeout=replica.spec.stop_grace_s,
-                )
+                self._lock.wait_for(drained, timeout=replica.spec.stop_grace_s)
             replica.stop()
 
     def _scale_in_when_idle(self) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError, ODataV4Format
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
@@ -87,7 +88,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 print("listening", flush=True)
-ThreadingHTTPServer((os.environ["ACA_INFER_HOST"], int(os.environ["ACA_INFER_PORT"])), Handler).serve_forever()
+ADDRESS = (os.environ["ACA_INFER_HOST"], int(os.environ["ACA_INFER_PORT"]))
+ThreadingHTTPServer(ADDRESS, Handler).serve_forever()
 """
 
 
@@ -221,3 +223,9 @@ def wait_for(condition: Any, timeout: float = 30.0, interval: float = 0.05) -> A
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def error_of(raised: HttpResponseError) -> ODataV4Format:
+    """ARM's error object of a failed SDK call."""
+    assert raised.error is not None, raised
+    return raised.error

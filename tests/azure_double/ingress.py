@@ -105,7 +105,7 @@ class TlsHandler(BaseHTTPRequestHandler):
 
     def handle(self) -> None:
         try:
-            self.connection.do_handshake()  # type: ignore[attr-defined]
+            self.connection.do_handshake()
         except (ssl.SSLError, OSError):
             return
         with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):

@@ -17,6 +17,7 @@ from tests.azure_double.apps_testing import (
     apps_client,
     client_kwargs,
     environment_body,
+    error_of,
     prepare,
 )
 from tests.azure_double.server import AzureDouble
@@ -29,18 +30,18 @@ def double(tmp_path: Path) -> Iterator[AzureDouble]:
 
 
 @pytest.fixture
-def client(double: AzureDouble) -> ContainerAppsAPIClient:
+def client(double: AzureDouble) -> Any:
     prepare(double)
     return apps_client(double)
 
 
-def _create(client: ContainerAppsAPIClient, profiles: list[dict[str, Any]], name: str = "env"):
+def _create(client: Any, profiles: list[dict[str, Any]], name: str = "env"):
     return client.managed_environments.begin_create_or_update(
         RESOURCE_GROUP, name, environment_body(profiles)
     ).result()
 
 
-def _refused(client: ContainerAppsAPIClient, profiles: list[dict[str, Any]]) -> Any:
+def _refused(client: Any, profiles: list[dict[str, Any]]) -> Any:
     with pytest.raises(HttpResponseError) as refused:
         _create(client, profiles)
     assert refused.value.status_code == 400
@@ -52,28 +53,28 @@ T4 = {"name": "gpu", "workloadProfileType": "Consumption-GPU-NC8as-T4"}
 A100 = {"name": "gpu", "workloadProfileType": "NC24-A100", "minimumCount": 0, "maximumCount": 1}
 
 
-def test_consumption_is_always_there(client: ContainerAppsAPIClient):
+def test_consumption_is_always_there(client: Any):
     environment = _create(client, [T4])
 
     profiles = {p.name: p.workload_profile_type for p in environment.properties.workload_profiles}
     assert profiles == {"Consumption": "Consumption", "gpu": "Consumption-GPU-NC8as-T4"}
 
 
-def test_serverless_gpu_takes_no_node_counts(client: ContainerAppsAPIClient):
+def test_serverless_gpu_takes_no_node_counts(client: Any):
     error = _refused(client, [CONSUMPTION, {**T4, "minimumCount": 0, "maximumCount": 1}])
 
     assert error.code == "WorkloadProfilePropertyNotSupported"
     assert "'MinimumCount' is not supported for Consumption_GPU_NC8as_T4" in error.message
 
 
-def test_dedicated_gpu_needs_node_counts(client: ContainerAppsAPIClient):
+def test_dedicated_gpu_needs_node_counts(client: Any):
     error = _refused(client, [CONSUMPTION, {"name": "gpu", "workloadProfileType": "NC24-A100"}])
 
     assert error.code == "WorkloadProfileCountInvalid"
     assert _create(client, [CONSUMPTION, A100]).properties.provisioning_state == "Succeeded"
 
 
-def test_profile_name_length_and_type_are_checked(client: ContainerAppsAPIClient):
+def test_profile_name_length_and_type_are_checked(client: Any):
     assert _refused(client, [CONSUMPTION, {**T4, "name": "g" * 16}]).code == (
         "WorkloadProfileNameInvalid"
     )
@@ -81,7 +82,7 @@ def test_profile_name_length_and_type_are_checked(client: ContainerAppsAPIClient
     assert _refused(client, [CONSUMPTION, bad_type]).code == "WorkloadProfileInvalidType"
 
 
-def test_dedicated_profile_only_at_creation_serverless_any_time(client: ContainerAppsAPIClient):
+def test_dedicated_profile_only_at_creation_serverless_any_time(client: Any):
     _create(client, [CONSUMPTION])
 
     updated = _create(client, [CONSUMPTION, T4])
@@ -90,13 +91,9 @@ def test_dedicated_profile_only_at_creation_serverless_any_time(client: Containe
     assert error.code == "ManagedEnvironmentDedicatedProfileNotAddable"
 
 
-def test_available_profiles_follow_the_location_switch(
-    double: AzureDouble, client: ContainerAppsAPIClient
-):
+def test_available_profiles_follow_the_location_switch(double: AzureDouble, client: Any):
     def offered() -> set[str]:
-        return {
-            p.name for p in client.available_workload_profiles.get(LOCATION)
-        }
+        return {p.name for p in client.available_workload_profiles.get(LOCATION)}
 
     assert {"Consumption", "Consumption-GPU-NC8as-T4", "NC24-A100"} <= offered()
     double.config.unavailable_profiles = {LOCATION: ["Consumption-GPU-NC8as-T4"]}
@@ -108,7 +105,7 @@ def test_available_profiles_follow_the_location_switch(
 
 
 def test_usages_count_environments_and_quota_exhaustion_refuses_creation(
-    double: AzureDouble, client: ContainerAppsAPIClient
+    double: AzureDouble, client: Any
 ):
     def usages() -> dict[str, tuple[float, float]]:
         return {u.name.value: (u.current_value, u.limit) for u in client.usages.list(LOCATION)}
@@ -128,8 +125,8 @@ def test_usages_count_environments_and_quota_exhaustion_refuses_creation(
     double.config.quota = {LOCATION: {"ManagedEnvironmentConsumptionT4Gpus": 1}}
     with pytest.raises(HttpResponseError) as refused:
         _create(client, [CONSUMPTION, T4], name="second")
-    assert refused.value.error.code == "ManagedEnvironmentQuotaExceeded"
-    assert "ManagedEnvironmentConsumptionT4Gpus" in refused.value.error.message
+    assert error_of(refused.value).code == "ManagedEnvironmentQuotaExceeded"
+    assert "ManagedEnvironmentConsumptionT4Gpus" in str(error_of(refused.value).message)
 
 
 def test_an_unknown_api_version_gets_arms_error(double: AzureDouble):
@@ -143,4 +140,4 @@ def test_an_unknown_api_version_gets_arms_error(double: AzureDouble):
     with pytest.raises(HttpResponseError) as refused:
         list(old.managed_environments.list_by_resource_group(RESOURCE_GROUP))
 
-    assert refused.value.error.code == "InvalidApiVersionParameter"
+    assert error_of(refused.value).code == "InvalidApiVersionParameter"

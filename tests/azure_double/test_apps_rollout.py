@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 from tests.azure_double.apps_testing import (
     RESOURCE_GROUP,
     app_body,
     apps_client,
     environment_body,
+    error_of,
     prepare,
     storage_body,
     wait_for,
@@ -35,13 +35,13 @@ def double(tmp_path: Path) -> Iterator[AzureDouble]:
 
 
 @pytest.fixture
-def client(double: AzureDouble) -> ContainerAppsAPIClient:
+def client(double: AzureDouble) -> Any:
     prepare(double)
     return apps_client(double)
 
 
 @pytest.fixture
-def environment_id(double: AzureDouble, client: ContainerAppsAPIClient) -> str:
+def environment_id(double: AzureDouble, client: Any) -> str:
     environment = client.managed_environments.begin_create_or_update(
         RESOURCE_GROUP, "env", environment_body()
     ).result()
@@ -101,12 +101,12 @@ def _serving_pid(double: AzureDouble, app: Any) -> int:
         return int(https.get(f"https://{_fqdn(app)}/hello").json()["pid"])
 
 
-def _create(client: ContainerAppsAPIClient, body: dict[str, Any]) -> Any:
+def _create(client: Any, body: dict[str, Any]) -> Any:
     return client.container_apps.begin_create_or_update(RESOURCE_GROUP, "web", body).result()
 
 
 def test_rollout_switches_traffic_only_when_ready_and_drops_nothing(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     first = _create(client, app_body(environment_id, env={"GREETING": "one"}))
     old_pid = _serving_pid(double, first)
@@ -133,7 +133,7 @@ def test_rollout_switches_traffic_only_when_ready_and_drops_nothing(
 
 
 def test_revision_suffix_names_the_revision_and_secrets_alone_make_no_revision(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     body = app_body(environment_id)
     body["properties"]["template"]["revisionSuffix"] = "v1"
@@ -154,11 +154,11 @@ def test_revision_suffix_names_the_revision_and_secrets_alone_make_no_revision(
     reused["properties"]["template"]["revisionSuffix"] = "v1"
     with pytest.raises(HttpResponseError) as conflict:
         _create(client, reused)
-    assert conflict.value.error.code == "ContainerAppRevisionSuffixConflict"
+    assert error_of(conflict.value).code == "ContainerAppRevisionSuffixConflict"
 
 
 def test_restart_takes_the_new_secret_without_dropping_requests(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     body = app_body(environment_id)
     app = _create(client, body)
@@ -181,7 +181,7 @@ def test_restart_takes_the_new_secret_without_dropping_requests(
 
 
 def test_a_revision_that_never_gets_ready_fails_and_the_old_one_keeps_serving(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     double.config.extra["probe_time_scale"] = 0.5  # startup budget (1 + 1 x 3) s -> 2 s
     good = _create(client, app_body(environment_id, env={"GREETING": "good"}, startup_failures=3))
@@ -191,8 +191,10 @@ def test_a_revision_that_never_gets_ready_fails_and_the_old_one_keeps_serving(
         _create(client, app_body(environment_id, env={"NEVER_READY": "1"}, startup_failures=3))
     failures = loop.stop()
 
-    assert failed.value.error.code == "ContainerAppOperationError"
-    assert "Failed to provision revision for container app 'web'" in failed.value.error.message
+    assert error_of(failed.value).code == "ContainerAppOperationError"
+    assert "Failed to provision revision for container app 'web'" in str(
+        error_of(failed.value).message
+    )
     assert failures == []
     assert set(loop.greetings()) == {"good"}
     app = client.container_apps.get(RESOURCE_GROUP, "web")
@@ -214,7 +216,7 @@ def test_a_revision_that_never_gets_ready_fails_and_the_old_one_keeps_serving(
 
 
 def test_scale_to_zero_then_a_request_waits_for_the_cold_start(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     double.config.scale_to_zero_idle_s = 0.5
     app = _create(client, app_body(environment_id, min_replicas=0))
@@ -240,7 +242,7 @@ def test_scale_to_zero_then_a_request_waits_for_the_cold_start(
 
 
 def test_stop_answers_404_and_start_serves_again(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     app = _create(client, app_body(environment_id))
     pid = _serving_pid(double, app)
@@ -258,7 +260,7 @@ def test_stop_answers_404_and_start_serves_again(
 
 
 def test_replica_crash_fault_fails_the_revision_with_the_console_kept(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     double.config.replica_crash = True
     double.config.extra["probe_time_scale"] = 0.5
@@ -266,7 +268,7 @@ def test_replica_crash_fault_fails_the_revision_with_the_console_kept(
     with pytest.raises(HttpResponseError) as failed:
         _create(client, app_body(environment_id, startup_failures=3))
 
-    assert failed.value.error.code == "ContainerAppOperationError"
+    assert error_of(failed.value).code == "ContainerAppOperationError"
     app = client.container_apps.get(RESOURCE_GROUP, "web")
     assert app.properties.latest_ready_revision_name is None
     revision = client.container_apps_revisions.get_revision(
