@@ -4,6 +4,7 @@ apps whose replicas really run and serve HTTPS at their fqdn, revisions, replica
 from __future__ import annotations
 
 import json
+import os
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,14 @@ import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from provision.deploy import sync_release
+from provision.local.share import LocalShare
+from provision.release import CURRENT, scan_tree
 from tests.azure_double.apps_testing import (
+    ACCOUNT,
+    MOUNT,
     RESOURCE_GROUP,
+    SHARE,
     app_body,
     apps_client,
     environment_body,
@@ -23,6 +30,7 @@ from tests.azure_double.apps_testing import (
     storage_body,
 )
 from tests.azure_double.server import AzureDouble
+from tests.provision.standin_app import write_standin_app
 
 
 @pytest.fixture
@@ -198,3 +206,93 @@ def test_log_stream_serves_the_replica_console_as_the_cli_reads_it(
     assert response.status_code == 200
     logs = [json.loads(line)["Log"] for line in response.text.splitlines()]
     assert "stand-in server starting, greeting hi" in logs
+
+
+def test_the_projects_bootstrap_runs_a_release_from_the_share(
+    double: AzureDouble, client: Any, tmp_path: Path
+):
+    share = LocalShare(double.share_root(ACCOUNT, SHARE))
+    manifest, bodies = scan_tree(write_standin_app(tmp_path / "src"), "inference_app")
+    sync_release(share, manifest, bodies, None, lambda _message: None)
+    share.write_bytes(CURRENT, manifest.release_id.encode())
+    body = app_body(
+        _environment(double, client), secrets={"primary": "key-a", "secondary": "key-b"}
+    )
+    container = body["properties"]["template"]["containers"][0]
+    container["command"] = ["python", f"{MOUNT}/app/bootstrap.py"]
+    container["env"] = [
+        {"name": "ACA_INFER_MOUNT_ROOT", "value": MOUNT},
+        {"name": "ACA_INFER_PORT", "value": "7860"},
+        {"name": "ACA_INFER_API_KEY_PRIMARY", "secretRef": "primary"},
+        {"name": "ACA_INFER_API_KEY_SECONDARY", "secretRef": "secondary"},
+    ]
+
+    app = client.container_apps.begin_create_or_update(RESOURCE_GROUP, "web", body).result()
+
+    chat = {"model": "standin", "messages": [{"role": "user", "content": "hi"}]}
+    with _https(double) as https:
+        ready = https.get(f"https://{_fqdn(app)}/ready").json()
+        answer = https.post(
+            f"https://{_fqdn(app)}/v1/chat/completions",
+            json=chat,
+            headers={"Authorization": "Bearer key-b"},
+        )
+        refused = https.post(
+            f"https://{_fqdn(app)}/v1/chat/completions",
+            json=chat,
+            headers={"Authorization": "Bearer key-c"},
+        )
+    assert ready["release"] == manifest.release_id
+    assert answer.json()["choices"][0]["message"]["content"] == "echo: hi"
+    assert refused.status_code == 401
+
+
+def test_stopping_the_double_stops_every_replica(double: AzureDouble, client: Any):
+    environment_id = _environment(double, client)
+    pids = []
+    for name in ("one", "two"):
+        app = client.container_apps.begin_create_or_update(
+            RESOURCE_GROUP, name, app_body(environment_id)
+        ).result()
+        with _https(double) as https:
+            pids.append(https.get(f"https://{_fqdn(app)}/hello").json()["pid"])
+
+    double.stop()
+
+    assert [pid for pid in pids if _alive(pid)] == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A child that exited but was not reaped yet is no longer running either.
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+
+
+def test_log_stream_follows_new_console_lines(double: AzureDouble, client: Any):
+    app = client.container_apps.begin_create_or_update(
+        RESOURCE_GROUP, "web", app_body(_environment(double, client))
+    ).result()
+    replica = client.container_apps_revision_replicas.list_replicas(
+        RESOURCE_GROUP, "web", app.properties.latest_revision_name
+    ).value[0]
+    token = client.container_apps.get_auth_token(RESOURCE_GROUP, "web").properties.token
+    seen: list[str] = []
+    with (
+        _https(double) as https,
+        https.stream(
+            "GET",
+            replica.properties.containers[0].log_stream_endpoint,
+            params={"tailLines": "5", "follow": "true", "output": "text"},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as stream,
+    ):
+        https.get(f"https://{_fqdn(app)}/hello")  # the server logs each request
+        for line in stream.iter_lines():
+            seen.append(line)
+            if "request" in line and "/hello" in line:
+                break
+
+    assert any("listening" in line for line in seen)
