@@ -641,6 +641,8 @@ class AppsProvider:
             startup_budget_s=self._startup_budget(template),
             probe_interval_s=PROBE_INTERVAL_S,
             stop_grace_s=self._extra("replica_stop_grace_s", 30.0),
+            restart_backoff_s=10.0 * self._extra("probe_time_scale", 1.0),
+            restart_backoff_cap_s=300.0 * self._extra("probe_time_scale", 1.0),
             crash_at_start=bool(getattr(self.double.config, "replica_crash", False)),
         )
 

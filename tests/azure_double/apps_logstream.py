@@ -96,8 +96,7 @@ class _LogHandler(TlsHandler):
 
     def _stream_console(self, replica: Any, tail: int, follow: bool, output: str) -> None:
         self._begin()
-        lines = replica.console_lines(tail)
-        seen = replica.console_total
+        lines, seen = replica.console_snapshot(tail)
         if lines:
             self._chunk(b"".join(_format(line, output) for line in lines))
         while follow and replica.state != "Stopped":

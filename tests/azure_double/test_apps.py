@@ -285,14 +285,16 @@ def test_log_stream_follows_new_console_lines(double: AzureDouble, client: Any):
         https.stream(
             "GET",
             replica.properties.containers[0].log_stream_endpoint,
-            params={"tailLines": "5", "follow": "true", "output": "text"},
+            params={"tailLines": "50", "follow": "true", "output": "text"},
             headers={"Authorization": f"Bearer {token}"},
         ) as stream,
     ):
-        https.get(f"https://{_fqdn(app)}/hello")  # the server logs each request
+        # Asked once the stream is open: its log line can only come through follow.
+        https.get(f"https://{_fqdn(app)}/hello")
         for line in stream.iter_lines():
             seen.append(line)
             if "request" in line and "/hello" in line:
                 break
 
-    assert any("listening" in line for line in seen)
+    assert any("listening" in line for line in seen)  # the tail
+    assert seen[-1].endswith("request GET /hello HTTP/1.1")  # followed
