@@ -189,9 +189,21 @@ class Deployments:
         if action == "" and request.method == "DELETE":
             if self.double.store.get(deployment_id) is None:
                 return Response(204)
-            self.double.store.delete(deployment_id)
-            self.runs.pop(deployment_id.lower(), None)
-            return Response(200)
+
+            def delete(_: Operation) -> None:
+                self.double.store.delete(deployment_id)
+                self.runs.pop(deployment_id.lower(), None)
+
+            operation = self.double.operations.start(
+                self.double.subscription_id,
+                NAMESPACE,
+                "global",
+                request.query["api-version"],
+                delete,
+            )
+            response = self.double.operations.accepted(operation)
+            del response.headers["Azure-AsyncOperation"]  # deployment delete polls Location
+            return response
         if action == "validate" and request.method == "POST":
             return self.validate(request, deployment_id, name)
         if action == "whatif" and request.method == "POST":
