@@ -29,14 +29,15 @@ from tests.azure_double.apps_testing import (
     prepare,
     storage_body,
 )
+from tests.azure_double.sdk import use_double_env
 from tests.azure_double.server import AzureDouble
 from tests.provision.standin_app import write_standin_app
 
 
 @pytest.fixture
-def double(tmp_path: Path) -> Iterator[AzureDouble]:
-    with AzureDouble(state_dir=tmp_path / "double") as started:
-        yield started
+def double(azure_double: AzureDouble) -> Iterator[AzureDouble]:
+    with use_double_env(azure_double):
+        yield azure_double
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ usages per location, and the config switches that make a location lack a profile
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,18 +14,18 @@ from tests.azure_double.apps_testing import (
     LOCATION,
     RESOURCE_GROUP,
     apps_client,
-    client_kwargs,
     environment_body,
     error_of,
     prepare,
 )
+from tests.azure_double.sdk import client_kwargs, credential, use_double_env
 from tests.azure_double.server import AzureDouble
 
 
 @pytest.fixture
-def double(tmp_path: Path) -> Iterator[AzureDouble]:
-    with AzureDouble(state_dir=tmp_path / "double") as started:
-        yield started
+def double(azure_double: AzureDouble) -> Iterator[AzureDouble]:
+    with use_double_env(azure_double):
+        yield azure_double
 
 
 @pytest.fixture
@@ -132,7 +131,7 @@ def test_usages_count_environments_and_quota_exhaustion_refuses_creation(
 def test_an_unknown_api_version_gets_arms_error(double: AzureDouble):
     prepare(double)
     old = ContainerAppsAPIClient(
-        apps_client(double)._config.credential,
+        credential(),
         double.subscription_id,
         api_version="2019-01-01",
         **client_kwargs(double),

@@ -8,7 +8,6 @@ import os
 import ssl
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,13 +24,14 @@ from tests.azure_double.apps_testing import (
     storage_body,
     wait_for,
 )
+from tests.azure_double.sdk import use_double_env
 from tests.azure_double.server import AzureDouble
 
 
 @pytest.fixture
-def double(tmp_path: Path) -> Iterator[AzureDouble]:
-    with AzureDouble(state_dir=tmp_path / "double") as started:
-        yield started
+def double(azure_double: AzureDouble) -> Iterator[AzureDouble]:
+    with use_double_env(azure_double):
+        yield azure_double
 
 
 @pytest.fixture
