@@ -752,6 +752,9 @@ class AppsProvider:
             and not entry.runtime.stopped
         )
         active = runtime.active if runtime else False
+        if runtime is not None:  # a failed revision activated later may still get ready
+            properties["provisioningState"] = runtime.provisioning
+            properties["provisioningError"] = runtime.failure or None
         failed = properties.get("provisioningState") == "Failed"
         if failed:
             running, health = "Failed", "Unhealthy"

@@ -140,7 +140,7 @@ class AppRuntime:
                 if runtime.serving is not None:
                     old = [runtime.serving]
                 runtime.serving = replica
-                runtime.provisioning = "Provisioned"
+                runtime.provisioning, runtime.failure = "Provisioned", ""
                 self._last_activity = time.monotonic()
             else:
                 runtime.stopped.append(replica)

@@ -131,6 +131,12 @@ def test_app_replica_serves_from_the_share_at_its_fqdn(double: AzureDouble, clie
     ).value
     assert len(replicas) == 1
     assert replicas[0].properties.containers[0].ready is True
+    replica = client.container_apps_revision_replicas.get_replica(
+        RESOURCE_GROUP, "web", revision.name, replicas[0].name
+    )
+    assert replica.properties.running_state == "Running"
+    assert [a.name for a in client.container_apps.list_by_resource_group(RESOURCE_GROUP)] == ["web"]
+    assert [a.name for a in client.container_apps.list_by_subscription()] == ["web"]
 
     client.container_apps.begin_delete(RESOURCE_GROUP, "web").result()
     with pytest.raises(ResourceNotFoundError):

@@ -215,6 +215,29 @@ def test_a_revision_that_never_gets_ready_fails_and_the_old_one_keeps_serving(
     ).properties.active
 
 
+def test_deactivate_then_activate_a_revision(double: AzureDouble, client: Any, environment_id: str):
+    app = _create(client, app_body(environment_id))
+    revision = app.properties.latest_revision_name
+    pid = _serving_pid(double, app)
+
+    client.container_apps_revisions.deactivate_revision(RESOURCE_GROUP, "web", revision)
+
+    wait_for(lambda: not _pid_alive(pid))
+    with _https(double) as https:
+        assert https.get(f"https://{_fqdn(app)}/hello").status_code == 404
+    client.container_apps_revisions.activate_revision(RESOURCE_GROUP, "web", revision)
+    wait_for(
+        lambda: (
+            client.container_apps_revisions.get_revision(
+                RESOURCE_GROUP, "web", revision
+            ).properties.health_state
+            == "Healthy"
+        )
+    )
+    with _https(double) as https:
+        assert https.get(f"https://{_fqdn(app)}/hello").status_code == 200
+
+
 def test_scale_to_zero_then_a_request_waits_for_the_cold_start(
     double: AzureDouble, client: Any, environment_id: str
 ):
