@@ -252,7 +252,12 @@ class AppsProvider:
         configuration = merged.setdefault("properties", {}).setdefault("configuration", {})
         listed = ((patch.get("properties") or {}).get("configuration") or {}).get("secrets")
         configuration["secrets"] = [
-            {"name": s.get("name"), "value": s.get("value", current.get(str(s.get("name"))))}
+            {
+                "name": s.get("name"),
+                "value": s["value"]
+                if s.get("value") is not None
+                else current.get(str(s.get("name"))),
+            }
             for s in (listed if listed is not None else [{"name": k} for k in current])
         ]
         return self._put_app(request, app_id, name, existing, merged, patch=True)
@@ -322,7 +327,7 @@ class AppsProvider:
             configuration.setdefault("activeRevisionsMode", "Single")
             new_secrets = self._checked_secrets(configuration)
             template = properties.get("template") or {}
-            self._check_template(template, env, new_secrets, properties)
+            self._check_template(template, env, new_secrets)
             configuration["secrets"] = [{"name": n} for n in new_secrets]
             properties["managedEnvironmentId"] = env["id"]
             properties["environmentId"] = env["id"]
@@ -365,9 +370,7 @@ class AppsProvider:
                 done.set()
         if revision:
             scale = template.get("scale") or {}
-            min_replicas = int(
-                scale.get("minReplicas", 0) if scale.get("minReplicas") is not None else 0
-            )
+            min_replicas = int(scale.get("minReplicas") or 0)
             outcome: dict[str, Any] = {}
 
             def finished(ready: bool, details: str) -> None:
@@ -460,7 +463,6 @@ class AppsProvider:
         template: dict[str, Any],
         env: dict[str, Any],
         secret_values: dict[str, str],
-        properties: dict[str, Any],
     ) -> None:
         containers = template.get("containers") or []
         if not containers:
@@ -557,7 +559,6 @@ class AppsProvider:
                 lambda revision: self._replica_spec(app_id, revision),
                 self._runtime_root,
                 self._idle_seconds,
-                lambda: self._publish(app_id),
             )
             ingress = None
             if configuration.get("ingress"):
@@ -618,10 +619,11 @@ class AppsProvider:
             else:
                 env[variable["name"]] = str(variable.get("value", ""))
         command = [*(container.get("command") or []), *(container.get("args") or [])]
+        argv, start_error = [], ""
         try:
             argv = python_argv(command)
         except CommandNotRunnable as error:
-            argv = [command[0] if command else "none", str(error)]
+            start_error = str(error)
         probes = {p.get("type"): p for p in container.get("probes") or []}
         chosen = probes.get("Readiness") or probes.get("Startup")
         ready_probe = None
@@ -644,6 +646,7 @@ class AppsProvider:
             restart_backoff_s=10.0 * self._extra("probe_time_scale", 1.0),
             restart_backoff_cap_s=300.0 * self._extra("probe_time_scale", 1.0),
             crash_at_start=bool(getattr(self.double.config, "replica_crash", False)),
+            start_error=start_error,
         )
 
     # ---- revisions -------------------------------------------------------------------------
@@ -681,7 +684,6 @@ class AppsProvider:
                 app["properties"]["latestReadyRevisionName"] = revision
             app["properties"]["provisioningState"] = "Succeeded" if ready else "Failed"
             self.store.put(app_id, app)
-        self._publish(app_id)
 
     def _revisions(
         self, request: Request, app_id: str, app: dict[str, Any], rest: list[str]
@@ -826,10 +828,6 @@ class AppsProvider:
         if entry is not None:
             properties["runningStatus"] = "Stopped" if entry.runtime.stopped else "Running"
         return view
-
-    def _publish(self, app_id: str) -> None:
-        """Nothing to copy: views are computed on read. Kept as the runtime's change hook so a
-        change made by a background thread (scale-in, readiness) shows at the next GET."""
 
     # ---- delete, stop/start, auth token ----------------------------------------------------
     def _delete_app(self, request: Request, app_id: str, existing: dict[str, Any]) -> Response:

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +102,9 @@ class ReplicaSpec:
     restart_backoff_s: float = 10.0
     restart_backoff_cap_s: float = 300.0
     crash_at_start: bool = False
+    # Why the container cannot start at all (a command the double cannot run): every start
+    # fails with this line on the console.
+    start_error: str = ""
 
     def backoff_s(self, restarts: int) -> float:
         wait = min(self.restart_backoff_s * 2 ** min(restarts, 16), self.restart_backoff_cap_s)
@@ -122,7 +124,6 @@ class Replica:
     name: str
     spec: ReplicaSpec
     runtime_root: Path
-    on_change: Callable[[Replica], None]
     created: str = field(default_factory=now_iso)
     port: int = 0
     restart_count: int = 0
@@ -179,10 +180,7 @@ class Replica:
 
     def _set_state(self, state: str, details: str) -> None:
         with self._lock:
-            changed = (state, details) != (self.state, self.state_details)
             self.state, self.state_details = state, details
-        if changed:
-            self.on_change(self)
 
     # ---- the supervisor thread -------------------------------------------------------------
     def _supervise(self) -> None:
@@ -218,6 +216,9 @@ class Replica:
         self._settled.set()
 
     def _launch(self) -> bool:
+        if self.spec.start_error:
+            self._log_system(f"failed to start container: {self.spec.start_error}")
+            return False
         for mount_path, folder in self.spec.mounts.items():
             if not folder.is_dir():
                 self._log_system(f"failed to mount volume at {mount_path}: {folder} does not exist")

@@ -300,3 +300,30 @@ def test_replica_crash_fault_fails_the_revision_with_the_console_kept(
     assert revision.properties.running_state == "Failed"
     with _https(double) as https:
         assert https.get(f"https://{_fqdn(app)}/hello").status_code == 404
+
+
+def test_a_command_the_double_cannot_run_fails_the_revision_and_says_why(
+    double: AzureDouble, client: Any, environment_id: str
+):
+    double.config.extra["probe_time_scale"] = 0.5
+    body = app_body(environment_id, startup_failures=3)
+    container = body["properties"]["template"]["containers"][0]
+    container["command"] = ["/bin/bash", "-c", "pip install gradio; python app.py"]
+
+    with pytest.raises(HttpResponseError):
+        _create(client, body)
+
+    app = client.container_apps.get(RESOURCE_GROUP, "web")
+    revision = app.properties.latest_revision_name
+    (replica,) = client.container_apps_revision_replicas.list_replicas(
+        RESOURCE_GROUP, "web", revision
+    ).value
+    assert replica.properties.running_state == "NotRunning"
+    token = client.container_apps.get_auth_token(RESOURCE_GROUP, "web").properties.token
+    with _https(double) as https:
+        logs = https.get(
+            replica.properties.containers[0].log_stream_endpoint,
+            params={"tailLines": "10", "follow": "false", "output": "text"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).text
+    assert "the double runs only Python commands" in logs
