@@ -78,8 +78,15 @@ class Handler(BaseHTTPRequestHandler):
         self._send(404, {"error": "not found"})
 
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        self._send(200, {"echo": body.decode()})
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+        else:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self._send(200, {"echo": body.decode(), "chunked": "content-length" not in self.headers})
 
     def log_message(self, *args):
         print("request", args[1] if len(args) > 1 else "", flush=True)

@@ -108,12 +108,17 @@ def test_app_replica_serves_from_the_share_at_its_fqdn(double: AzureDouble, clie
     with _https(double) as https:
         hello = https.get(f"https://{_fqdn(app)}/hello").json()
         echoed = https.post(f"https://{_fqdn(app)}/echo", content=b"x" * 100_000).json()
+        # A body of unknown length goes out chunked; the proxy streams it on.
+        chunked = https.post(
+            f"https://{_fqdn(app)}/echo", content=iter([b"ab", b"cd" * 5000, b"ef"])
+        ).json()
     assert hello["greeting"] == "hi"
     assert hello["key"] == "key-1"  # secretRef resolved
     share = double.share_root("appsdata", "models")
     assert hello["mount"] == str(share)  # /mount rewritten to the share folder
     assert hello["argv"] == [str(share / "server.py")]
     assert echoed["echo"] == "x" * 100_000
+    assert chunked["echo"] == "ab" + "cd" * 5000 + "ef"
 
     secrets = client.container_apps.list_secrets(RESOURCE_GROUP, "web")
     assert [(s.name, s.value) for s in secrets.value] == [("api-key", "key-1")]
