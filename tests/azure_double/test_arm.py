@@ -4,13 +4,16 @@ create as a long-running operation, operations, outputs, failures with nested de
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.identity import DefaultAzureCredential
 
 from tests.azure_double.api_versions import TEMPLATE_DIR
 from tests.azure_double.sdk import (
@@ -284,12 +287,8 @@ def test_validate_and_what_if_list_what_the_inference_template_creates(
         },
     )
     planned = deployments.begin_what_if("rg", "infer", reuse).result().changes
-    assert [c.resource_id.rsplit("/", 2)[-2] for c in planned] == [
-        "storageAccounts",
-        "managedEnvironments",
-        "containerApps",
-    ]
-    assert [c.change_type for c in planned][:2] == ["Unsupported", "Unsupported"]
+    # Existing resources are only referenced: the app is all this deployment changes.
+    assert [c.resource_id.rsplit("/", 2)[-2] for c in planned] == ["containerApps"]
     assert deployments.check_existence("rg", "infer") is False
 
 
@@ -305,21 +304,36 @@ def test_a_failing_resource_fails_the_deployment_with_nested_details_and_operati
     error = raised.value.error
     assert error is not None
     assert error.code == "DeploymentFailed"
-    assert [d.code for d in error.details] == ["MissingSubscriptionRegistration"]
+    # The module's nested deployment failed because of the resource inside it.
+    (module_error,) = error.details
+    assert module_error.code == "DeploymentFailed"
+    assert str(module_error.target).endswith("/deployments/infer-environment")
+    assert [d.code for d in module_error.details] == ["MissingSubscriptionRegistration"]
     failed = client.deployments.get("rg", "infer")
     assert failed.properties.provisioning_state == "Failed"
-    assert failed.properties.error.details[0].code == "MissingSubscriptionRegistration"
-    operations = {
-        o.properties.target_resource.resource_type: o.properties.provisioning_state
-        for o in client.deployment_operations.list("rg", "infer")
+    assert failed.properties.error.details[0].details[0].code == "MissingSubscriptionRegistration"
+
+    def states(name: str) -> dict[str, str]:
+        return {
+            o.properties.target_resource.resource_name: o.properties.provisioning_state
+            for o in client.deployment_operations.list("rg", name)
+        }
+
+    assert states("infer") == {
+        "infer-storage": "Succeeded",
+        "infer-monitoring": "Succeeded",
+        "infer-environment": "Failed",
     }
-    assert operations == {
-        "Microsoft.Storage/storageAccounts": "Succeeded",
-        "Microsoft.Storage/storageAccounts/fileServices": "Succeeded",
-        "Microsoft.Storage/storageAccounts/fileServices/shares": "Succeeded",
-        "Microsoft.OperationalInsights/workspaces": "Succeeded",
-        "Microsoft.App/managedEnvironments": "Failed",
+    account = failed.properties.parameters["storageAccountName"]["value"]
+    assert states("infer-storage") == {
+        account: "Succeeded",
+        "default": "Succeeded",
+        "aca-infer": "Succeeded",
     }
+    environment = failed.properties.parameters["acaEnvironmentName"]["value"]
+    assert states("infer-environment") == {environment: "Failed"}
+    failure = next(iter(client.deployment_operations.list("rg", "infer-environment")))
+    assert failure.properties.status_message["error"]["code"] == "MissingSubscriptionRegistration"
     # The share the deployment created through the storage provider is a real folder.
     account = failed.properties.parameters["storageAccountName"]["value"]
     assert double.share_root(account, "aca-infer").is_dir()
@@ -350,3 +364,73 @@ def test_the_inference_template_outputs_are_the_config_keys(
     inference_template: dict[str, Any],
 ) -> None:
     assert set(inference_template["outputs"]) == CONFIG_KEYS | EXTRA_OUTPUT_KEYS
+
+
+def test_the_inference_template_deploys_an_app_that_serves_from_the_share(
+    double: AzureDouble, inference_template: dict[str, Any]
+) -> None:
+    apps_testing = pytest.importorskip("tests.azure_double.apps_testing")
+    storage = storage_client(double)
+    storage.storage_accounts.begin_create(
+        "rg",
+        "stexisting",
+        {"location": "westus3", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
+    ).result()
+    storage.file_shares.create("rg", "stexisting", "aca-infer", {"properties": {}})
+    (double.share_root("stexisting", "aca-infer") / "app").mkdir()
+    (double.share_root("stexisting", "aca-infer") / "app" / "bootstrap.py").write_text(
+        apps_testing.SERVER
+    )
+    parameters = {
+        **KEYS,
+        "useExistingStorageAccount": {"value": True},
+        "storageAccountName": {"value": "stexisting"},
+        "gpuProfileType": {"value": "Consumption"},
+        "minimumInstanceCount": {"value": 1},
+        "startupProbeInitialDelaySeconds": {"value": 1},
+        "startupProbePeriodSeconds": {"value": 1},
+    }
+    client = deployments_client(double)
+    result = client.deployments.begin_create_or_update(
+        "rg", "infer", deployment(inference_template, parameters)
+    ).result()
+    outputs = {key: entry["value"] for key, entry in result.properties.outputs.items()}
+    assert set(outputs) == CONFIG_KEYS | EXTRA_OUTPUT_KEYS
+    assert outputs["STORAGE_ACCOUNT_NAME"] == "stexisting"
+    assert outputs["SUBSCRIPTION_ID"] == double.subscription_id
+    endpoint = outputs["ACA_APP_ENDPOINT"]
+    assert endpoint.startswith("https://127.0.0.1:")
+    ready = httpx.get(
+        f"{endpoint}/ready", verify=ssl.create_default_context(cafile=str(double.ca_bundle))
+    )
+    assert ready.status_code == 200
+    modules = [
+        o.properties.target_resource.resource_name
+        for o in client.deployment_operations.list("rg", "infer")
+    ]
+    assert modules == ["infer-monitoring", "infer-environment", "infer-app"]
+
+
+def test_the_subscription_is_the_one_the_double_serves(double: AzureDouble) -> None:
+    token = DefaultAzureCredential().get_token(f"{double.arm_endpoint}/.default").token
+    client = httpx.Client(
+        base_url=f"{double.arm_endpoint}/subscriptions",
+        headers={"Authorization": f"Bearer {token}"},
+        params={"api-version": "2025-04-01"},
+        verify=ssl.create_default_context(cafile=str(double.ca_bundle)),
+    )
+    with client:
+        found = client.get(f"/{double.subscription_id}").json()
+        assert (found["subscriptionId"], found["tenantId"], found["state"]) == (
+            double.subscription_id,
+            double.tenant_id,
+            "Enabled",
+        )
+        assert [s["subscriptionId"] for s in client.get("").json()["value"]] == [
+            double.subscription_id
+        ]
+        missing = client.get("/00000000-0000-0000-0000-000000000000/resourcegroups")
+        assert (missing.status_code, missing.json()["error"]["code"]) == (
+            404,
+            "SubscriptionNotFound",
+        )
