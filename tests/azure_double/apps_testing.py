@@ -149,7 +149,7 @@ def app_body(
     environment_id: str,
     env: dict[str, str] | None = None,
     min_replicas: int = 1,
-    startup_failures: int = 10,
+    startup_failures: int = 30,
     secrets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     variables: list[dict[str, str]] = [

@@ -34,8 +34,8 @@ KEYS = {"apiKeyPrimary": {"value": "p" * 16}, "apiKeySecondary": {"value": "s" *
 @pytest.fixture
 def double(azure_double: AzureDouble) -> Iterator[AzureDouble]:
     azure_double.retry_after_s = 0
-    # app.bicep's startup budget (30 s + 10 x 60 s) scaled to about 3 s.
-    azure_double.config.extra["probe_time_scale"] = 0.005
+    # app.bicep's startup budget (30 s + 10 x 60 s) scaled to about 30 s.
+    azure_double.config.extra["probe_time_scale"] = 0.05
     with use_double_env(azure_double):
         resources_client(azure_double).resource_groups.create_or_update(
             "rg", {"location": "westus3"}
@@ -98,7 +98,9 @@ def test_the_inference_template_serves_the_release_at_its_endpoint(
 
 
 def test_a_deployment_whose_app_never_gets_ready_fails_with_acas_error(double: AzureDouble):
-    # No release on the share: the bootstrap exits at every start, as it would on ACA.
+    # No release on the share: the bootstrap exits at every start, as it would on ACA, until
+    # the startup budget (scaled to about 3 s here) runs out.
+    double.config.extra["probe_time_scale"] = 0.005
     with pytest.raises(HttpResponseError) as failed:
         _deploy(double, {**KEYS, "gpuProfileType": {"value": "Consumption"}})
 

@@ -184,7 +184,8 @@ def test_a_revision_that_never_gets_ready_fails_and_the_old_one_keeps_serving(
     double: AzureDouble, client: Any, environment_id: str
 ):
     double.config.extra["probe_time_scale"] = 0.5  # startup budget (1 + 1 x 3) s -> 2 s
-    good = _create(client, app_body(environment_id, env={"GREETING": "good"}, startup_failures=3))
+    # A generous budget for the good revision: only the bad one is meant to run out of time.
+    good = _create(client, app_body(environment_id, env={"GREETING": "good"}, startup_failures=60))
     loop = RequestLoop(double, _fqdn(good))
 
     with pytest.raises(HttpResponseError) as failed:
