@@ -149,7 +149,8 @@ def app_body(
     environment_id: str,
     env: dict[str, str] | None = None,
     min_replicas: int = 1,
-    startup_failures: int = 30,
+    startup_failures: int = 10,
+    startup_period: int = 3,
     secrets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     variables: list[dict[str, str]] = [
@@ -182,7 +183,7 @@ def app_body(
                                 "type": "Startup",
                                 "httpGet": probe,
                                 "initialDelaySeconds": 1,
-                                "periodSeconds": 1,
+                                "periodSeconds": startup_period,
                                 "failureThreshold": startup_failures,
                             },
                             {"type": "Readiness", "httpGet": probe, "periodSeconds": 1},

@@ -193,6 +193,11 @@ def test_get_modify_update_round_trip_and_unknown_properties(double: AzureDouble
         client.container_apps.begin_create_or_update(RESOURCE_GROUP, "web", body)
     assert error_of(refused.value).code == "InvalidRequestContent"
     assert "gpu" in str(error_of(refused.value).message)
+    with pytest.raises(HttpResponseError) as too_patient:
+        client.container_apps.begin_create_or_update(
+            RESOURCE_GROUP, "web", app_body(environment_id, startup_failures=11)
+        )
+    assert error_of(too_patient.value).code == "ContainerAppProbeInvalid"
 
 
 def test_log_stream_serves_the_replica_console_as_the_cli_reads_it(

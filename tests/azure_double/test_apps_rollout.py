@@ -183,13 +183,18 @@ def test_restart_takes_the_new_secret_without_dropping_requests(
 def test_a_revision_that_never_gets_ready_fails_and_the_old_one_keeps_serving(
     double: AzureDouble, client: Any, environment_id: str
 ):
-    double.config.extra["probe_time_scale"] = 0.5  # startup budget (1 + 1 x 3) s -> 2 s
+    double.config.extra["probe_time_scale"] = 0.5  # the bad one's budget: (1 + 1 x 3) s -> 2 s
     # A generous budget for the good revision: only the bad one is meant to run out of time.
-    good = _create(client, app_body(environment_id, env={"GREETING": "good"}, startup_failures=60))
+    good = _create(client, app_body(environment_id, env={"GREETING": "good"}, startup_period=6))
     loop = RequestLoop(double, _fqdn(good))
 
     with pytest.raises(HttpResponseError) as failed:
-        _create(client, app_body(environment_id, env={"NEVER_READY": "1"}, startup_failures=3))
+        _create(
+            client,
+            app_body(
+                environment_id, env={"NEVER_READY": "1"}, startup_failures=3, startup_period=1
+            ),
+        )
     failures = loop.stop()
 
     assert error_of(failed.value).code == "ContainerAppOperationError"
@@ -290,7 +295,7 @@ def test_replica_crash_fault_fails_the_revision_with_the_console_kept(
     double.config.extra["probe_time_scale"] = 0.5
 
     with pytest.raises(HttpResponseError) as failed:
-        _create(client, app_body(environment_id, startup_failures=3))
+        _create(client, app_body(environment_id, startup_failures=3, startup_period=1))
 
     assert error_of(failed.value).code == "ContainerAppOperationError"
     app = client.container_apps.get(RESOURCE_GROUP, "web")
@@ -307,7 +312,7 @@ def test_a_command_the_double_cannot_run_fails_the_revision_and_says_why(
     double: AzureDouble, client: Any, environment_id: str
 ):
     double.config.extra["probe_time_scale"] = 0.5
-    body = app_body(environment_id, startup_failures=3)
+    body = app_body(environment_id, startup_failures=3, startup_period=1)
     container = body["properties"]["template"]["containers"][0]
     container["command"] = ["/bin/bash", "-c", "pip install gradio; python app.py"]
 
