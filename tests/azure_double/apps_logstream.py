@@ -5,7 +5,8 @@ ACA serves it on the environment's log stream host (`eventStreamEndpoint` withou
 /replicas/{replica}/containers/{container}/logstream?tailLines=N&follow=true|false&output=text|json`
 for a replica's console, and `.../containerApps/{app}/eventstream` for system events, both with
 `Authorization: Bearer <token>` where the token comes from the app's `getAuthtoken` (ARM POST).
-Lines are `{"TimeStamp": ..., "Log": ...}` (output=json) or `<time> <line>` (text). The double
+Console lines are `{"TimeStamp": ..., "Log": ...}` (output=json) or `<time> <line>` (text);
+system events carry `Msg`, `Reason`, `RevisionName`, `ReplicaName` as ACA's do. The double
 serves it on one extra HTTPS listener; a stopped replica's console stays readable, so a failed
 revision's last lines can be shown.
 """
@@ -36,12 +37,29 @@ FOLLOW_POLL_S = 0.5
 SYSTEM_PREFIX = "[double] "
 
 
-def _format(line: ConsoleLine, output: str, extra: dict[str, str] | None = None) -> bytes:
+def _format(line: ConsoleLine, output: str) -> bytes:
     if output == "json":
-        return (
-            json.dumps({"TimeStamp": line.time, "Log": line.text, **(extra or {})}) + "\n"
-        ).encode()
+        return (json.dumps({"TimeStamp": line.time, "Log": line.text}) + "\n").encode()
     return f"{line.time} {line.text}\n".encode()
+
+
+def _event(line: ConsoleLine, output: str, app: str, revision: str, replica: str) -> bytes:
+    """A system event in the shape of ACA's event stream (Msg/Reason rather than Log)."""
+    message = line.text.removeprefix(SYSTEM_PREFIX)
+    if output != "json":
+        return f"{line.time} {revision} {replica} {message}\n".encode()
+    event = {
+        "TimeStamp": line.time,
+        "Type": "Warning",
+        "ContainerAppName": app,
+        "RevisionName": revision,
+        "ReplicaName": replica,
+        "Msg": message,
+        "Reason": "ContainerTerminated" if "exited" in message else "ReplicaUnhealthy",
+        "EventSource": "ContainerAppController",
+        "Count": 1,
+    }
+    return (json.dumps(event) + "\n").encode()
 
 
 class _LogHandler(TlsHandler):
@@ -112,14 +130,11 @@ class _LogHandler(TlsHandler):
             for replica in provider.replicas_for_log(app_id, revision["name"]):
                 for line in replica.console_lines():
                     if line.text.startswith(SYSTEM_PREFIX):
-                        system = ConsoleLine(line.time, line.text.removeprefix(SYSTEM_PREFIX))
-                        extra = {
-                            "ContainerAppName": app.get("name", ""),
-                            "RevisionName": revision["name"],
-                            "ReplicaName": replica.name,
-                            "Type": "Warning",
-                        }
-                        events.append(_format(system, output, extra))
+                        events.append(
+                            _event(
+                                line, output, app.get("name", ""), revision["name"], replica.name
+                            )
+                        )
         self._begin()
         if tail and events:
             self._chunk(b"".join(sorted(events)[-tail:]))

@@ -4,6 +4,7 @@ scale to zero with a cold start, stop/start, and the crash-at-start fault."""
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import threading
@@ -304,8 +305,21 @@ def test_replica_crash_fault_fails_the_revision_with_the_console_kept(
         RESOURCE_GROUP, "web", app.properties.latest_revision_name
     )
     assert revision.properties.running_state == "Failed"
+    (replica,) = client.container_apps_revision_replicas.list_replicas(
+        RESOURCE_GROUP, "web", revision.name
+    ).value
+    assert replica.properties.containers[0].restart_count >= 1
+    token = client.container_apps.get_auth_token(RESOURCE_GROUP, "web").properties.token
+    system_events = app.properties.event_stream_endpoint
     with _https(double) as https:
         assert https.get(f"https://{_fqdn(app)}/hello").status_code == 404
+        events = https.get(
+            system_events,
+            params={"tailLines": "50", "follow": "false", "output": "json"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    messages = [json.loads(line)["Msg"] for line in events.text.splitlines()]
+    assert "container 'server' exited with code 1" in messages
 
 
 def test_a_command_the_double_cannot_run_fails_the_revision_and_says_why(
