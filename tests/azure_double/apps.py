@@ -55,6 +55,7 @@ from tests.azure_double.models import body_problem, model_class
 from tests.azure_double.replicas import (
     CommandNotRunnable,
     Probe,
+    Replica,
     ReplicaSpec,
     python_argv,
     random_suffix,
@@ -785,7 +786,7 @@ class AppsProvider:
             properties.pop("provisioningError", None)
         return view
 
-    def _replica_view(self, app_id: str, revision: str, replica: Any) -> dict[str, Any]:
+    def _replica_view(self, app_id: str, revision: str, replica: Replica) -> dict[str, Any]:
         running = replica.ready
         state = "Running" if running else "Waiting" if replica.state == "Starting" else "Terminated"
         container_name = replica.spec.container_name
@@ -903,7 +904,7 @@ class AppsProvider:
     def app_for_token(self, token: str) -> str | None:
         return self._auth_tokens.get(token)
 
-    def replicas_for_log(self, app_id: str, revision: str) -> list[Any]:
+    def replicas_for_log(self, app_id: str, revision: str) -> list[Replica]:
         entry = self._apps.get(app_id.lower())
         return entry.runtime.logged_replicas(revision) if entry else []
 

@@ -16,10 +16,14 @@ from __future__ import annotations
 import json
 import re
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
 
 from tests.azure_double.ingress import TlsHandler, TlsServer
 from tests.azure_double.replicas import LOOPBACK, ConsoleLine
+
+if TYPE_CHECKING:
+    from tests.azure_double.apps import AppsProvider
 
 _CONSOLE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/containerApps/(?P<app>[^/]+)"
@@ -64,12 +68,10 @@ def _event(line: ConsoleLine, output: str, app: str, revision: str, replica: str
 
 class _LogHandler(TlsHandler):
     def do_GET(self) -> None:
-        from urllib.parse import parse_qsl, unquote
-
         path, _, raw_query = self.path.partition("?")
         path = unquote(path)
         query = {k.lower(): v for k, v in parse_qsl(raw_query)}
-        provider = self.server.app
+        provider: AppsProvider = self.server.app
         token = self.headers.get("authorization", "").removeprefix("Bearer ").strip()
         app_id = provider.app_for_token(token) if token else None
         match = _CONSOLE.match(path) or _EVENTS.match(path)
@@ -123,7 +125,7 @@ class _LogHandler(TlsHandler):
                 self._chunk(b"".join(_format(line, output) for line in fresh))
         self._end()
 
-    def _stream_events(self, provider: Any, app_id: str, tail: int, output: str) -> None:
+    def _stream_events(self, provider: AppsProvider, app_id: str, tail: int, output: str) -> None:
         events: list[bytes] = []
         app = provider.store.get(app_id) or {}
         for revision in provider.store.list(app_id + "/revisions/"):
@@ -144,7 +146,7 @@ class _LogHandler(TlsHandler):
 class LogStream:
     """The log stream host of the double's Container Apps (one HTTPS listener)."""
 
-    def __init__(self, provider: Any, context: ssl.SSLContext) -> None:
+    def __init__(self, provider: AppsProvider, context: ssl.SSLContext) -> None:
         self._server = TlsServer(_LogHandler, context, provider)
 
     @property
