@@ -57,8 +57,12 @@ class Step:
 
     def _wait(self, double: AzureDouble, response: Response) -> Response:
         deadline = time.monotonic() + RESOURCE_WAIT_S
+
+        def waiting() -> bool:
+            return time.monotonic() < deadline and not double.stopping.wait(POLL_S)
+
         status_url = response.headers.get("Azure-AsyncOperation")
-        while status_url and time.monotonic() < deadline:
+        while status_url and waiting():
             path, _, query = status_url.split("://", 1)[1].partition("/")[2].partition("?")
             version = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get(
                 "api-version", self.api_version
@@ -76,8 +80,7 @@ class Step:
                     }
                     return Response.of_json(400, {"error": error})
                 break
-            time.sleep(POLL_S)
-        while time.monotonic() < deadline:
+        while waiting():
             current = double.internal_request("GET", self.resource_id, self.api_version, None)
             if current.status >= 400:
                 return current
@@ -90,9 +93,10 @@ class Step:
                         f"The resource '{self.resource_id}' ended in provisioning state '{state}'.",
                     )
                 return current
-            time.sleep(POLL_S)
         return _failure(
-            "ResourceDeploymentTimeout", f"'{self.resource_id}' was not provisioned in time.", 500
+            "ResourceDeploymentTimeout",
+            f"'{self.resource_id}' was not provisioned in time (or the double stopped).",
+            500,
         )
 
 

@@ -22,7 +22,13 @@ from azure.core.exceptions import (
 )
 
 from tests.azure_double.faults import Fault
-from tests.azure_double.sdk import resources_client, use_double_env
+from tests.azure_double.sdk import (
+    deployments_client,
+    log_analytics_client,
+    resources_client,
+    storage_client,
+    use_double_env,
+)
 from tests.azure_double.server import AzureDouble
 
 
@@ -126,14 +132,33 @@ def test_tokens_the_double_did_not_issue_for_its_tenant_are_rejected(
     assert raised.value.error.code == code
 
 
-def test_an_unknown_api_version_gets_invalid_api_version_parameter(double: AzureDouble) -> None:
-    client = resources_client(double, api_version="2019-01-01")
+@pytest.mark.parametrize(
+    ("make_client", "call", "supported"),
+    [
+        (
+            resources_client,
+            lambda c: c.resource_groups.create_or_update("rg-old", {"location": "eastus"}),
+            "2025-04-01",
+        ),
+        (
+            deployments_client,
+            lambda c: list(c.deployments.list_by_resource_group("rg-old")),
+            "2026-06-01",
+        ),
+        (storage_client, lambda c: list(c.storage_accounts.list()), "2026-09-01"),
+        (log_analytics_client, lambda c: list(c.workspaces.list()), "2025-07-01"),
+    ],
+)
+def test_an_api_version_the_sdks_do_not_send_gets_invalid_api_version_parameter(
+    double: AzureDouble, make_client: Any, call: Any, supported: str
+) -> None:
+    resources_client(double).resource_groups.create_or_update("rg-old", {"location": "eastus"})
     with pytest.raises(HttpResponseError) as raised:
-        client.resource_groups.create_or_update("rg-old", {"location": "eastus"})
+        call(make_client(double, api_version="2019-01-01"))
     assert raised.value.status_code == 400
     assert raised.value.error is not None
     assert raised.value.error.code == "InvalidApiVersionParameter"
-    assert "2025-04-01" in str(raised.value.error.message)
+    assert supported in str(raised.value.error.message)
 
 
 @pytest.mark.parametrize(

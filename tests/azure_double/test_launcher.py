@@ -138,6 +138,10 @@ def test_stand_in_az_answers_the_calls_the_credential_chain_and_cli_make(
     assert document["tenant"] == double_env.tenant_id
     shown = json.loads(_run("az", "account", "show").stdout)
     assert (shown["id"], shown["tenantId"]) == (double_env.subscription_id, double_env.tenant_id)
+    # As after `az login`: the profile names the default subscription (with az's byte-order mark).
+    profile = Path(double_env.env["AZURE_CONFIG_DIR"]) / "azureProfile.json"
+    (account,) = json.loads(profile.read_text(encoding="utf-8-sig"))["subscriptions"]
+    assert account == shown
     other_tenant = _run("az", "account", "get-access-token", "--tenant", "elsewhere")
     assert other_tenant.returncode == 1
     assert "Tenant 'elsewhere' not found" in other_tenant.stderr
