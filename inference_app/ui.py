@@ -72,7 +72,7 @@ def build_ui(services: Services) -> gr.Blocks:
         )
         answer = ""
         try:
-            prepared = services.chat.prepare(body, request_id)
+            prepared = await services.chat.prepare(body, request_id)
             # aclosing: when the user presses Stop, the generation stops too.
             async with contextlib.aclosing(
                 await services.generation.stream(prepared.requests)
