@@ -227,7 +227,9 @@ def test_stream_options_without_stream_says_stream_is_needed(
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_body_over_the_limit_is_413_in_openai_shape(fake_server: StartServer, chunked: bool) -> None:
+def test_body_over_the_limit_is_413_in_openai_shape(
+    fake_server: StartServer, chunked: bool
+) -> None:
     server = fake_server(max_request_bytes=4096)
     body = json.dumps({"messages": [{"role": "user", "content": "word " * 2000}]}).encode()
     content: bytes | Iterator[bytes] = body
