@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from inference_app.engine.adapter_routing import BASE_ADAPTER
 from inference_app.engine.base import (
     EngineError,
     EngineStatus,
@@ -27,7 +28,6 @@ from inference_app.engine.base import (
 from inference_app.engine.result_stream import ResultStream
 from inference_app.engine.sampling import RowSampler
 from inference_app.engine.scheduler import (
-    BASE_ADAPTER,
     ActiveRequest,
     BatchScheduler,
     SchedulerLimits,
