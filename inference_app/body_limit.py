@@ -4,6 +4,10 @@ A body that declares its length (every usual client does) is refused from the he
 chunked one is read up to the limit and refused as soon as it passes it. Either way the answer is
 413 in the OpenAI error shape and the route never sees the body, so a client cannot make the
 server parse (and hold) megabytes it would refuse anyway.
+
+FastAPI's own `max_body_size` (Starlette's `RequestBodyLimitMiddleware`) replaces the answer to
+a body whose declared length is too large with a plain-text 413, whatever the app sends, so it
+cannot give clients the error shape they parse.
 """
 
 from __future__ import annotations
