@@ -105,6 +105,19 @@ class RequestTooLargeError(APIError):
         )
 
 
+class ClientClosedRequestError(APIError):
+    """The client went away before its (non-streaming) answer was ready. Nobody reads this
+    answer: its status, nginx's 499 "client closed request", is what the access log and the
+    request counter record."""
+
+    status_code = 499
+    error_type = "invalid_request_error"
+    code = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("The client disconnected before the answer was ready")
+
+
 class EngineUnavailableError(APIError):
     status_code = 503
     error_type = "server_error"

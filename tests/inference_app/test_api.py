@@ -508,6 +508,9 @@ def test_client_disconnect_stops_the_generation(fake_server: StartServer, stream
         "the cancellation to be counted",
     )
     assert "aca_infer_generations_running 0.0" in metrics()
+    if not stream:  # counted as a request the client closed, not as a server error
+        assert 'route="/v1/chat/completions",status="499"} 1.0' in metrics()
+        assert 'status="500"' not in metrics()
 
 
 @pytest.mark.parametrize(
