@@ -244,6 +244,7 @@ class ModelList(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     release: str
+    instance_id: str
 
 
 class Readiness(BaseModel):
