@@ -522,3 +522,48 @@ def test_a_damaged_store_of_kept_values_is_named(project: Project) -> None:
     line = one_line_error(project.run("provision"), 2)
     assert "parameters.json: not a JSON object of parameter values" in line
     assert "delete it to forget the stored values" in line
+
+
+# -- upload-model ---------------------------------------------------------------------------
+
+
+def test_upload_model_copies_to_the_share_and_up_makes_it_live(project: Project) -> None:
+    from tests.provision.test_model_upload import make_adapter, make_base
+
+    provisioned(project)
+    base = make_base(project.root / "weights")
+    adapter = make_adapter(
+        project.root / "weights", "microsoft/Phi-3-mini-4k-instruct", ["qkv_proj"]
+    )
+    result = project.run(
+        "--output",
+        "json",
+        "upload-model",
+        "--base",
+        str(base),
+        "--adapter",
+        str(adapter),
+        "--name",
+        "my-finetune",
+    )
+    assert result.exit_code == 0, result.stderr
+    uploaded = json.loads(result.stdout)
+    assert uploaded["adapter_path"] == "models/my-finetune/adapter"
+    assert uploaded["next_step"] == "aca-infer up --target local"
+    shared = project.state / "share" / uploaded["model_path"] / "model.safetensors"
+    assert shared.read_bytes() == (base / "model.safetensors").read_bytes()
+    assert project.kept_values()["adapterPath"] == "models/my-finetune/adapter"
+    up = project.json("up", "--ready-timeout", "60")
+    assert up["provision"]["parameters"]["adapterPath"] == "models/my-finetune/adapter"
+
+
+def test_upload_model_of_a_mismatched_adapter_is_one_line_exit_2(project: Project) -> None:
+    from tests.provision.test_model_upload import make_adapter, make_base
+
+    provisioned(project)
+    base = make_base(project.root / "weights")
+    adapter = make_adapter(project.root / "weights", "microsoft/Phi-3-mini-4k-instruct", ["fc9"])
+    result = project.run("upload-model", "--base", str(base), "--adapter", str(adapter))
+    assert "target_modules ['fc9'] are not modules" in one_line_error(result, 2)
+    model = project.state / "share/model-cache/microsoft/Phi-3-mini-4k-instruct"
+    assert sorted(p.name for p in model.iterdir()) == ["config.json"]  # nothing copied
