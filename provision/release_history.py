@@ -22,6 +22,7 @@ from provision.release import (
     release_path,
 )
 from provision.share import Share, read_text_or_none
+from provision.wheelhouse import RUNTIME_FILE, WHEELHOUSES_DIR, wheelhouse_path
 
 
 @dataclass(frozen=True)
@@ -81,16 +82,35 @@ def previous_of(share: Share, current: str | None) -> str | None:
     return None
 
 
+def _wheelhouse_of(share: Share, manifest: Manifest) -> str | None:
+    entry = manifest.files.get(RUNTIME_FILE)
+    if entry is None:
+        return None
+    key: str | None = json.loads(share.read_bytes(object_path(entry.sha256)))["wheelhouse"]
+    return key
+
+
 def prune(share: Share) -> None:
-    """Delete releases beyond the kept ones, and every body no kept release uses."""
+    """Delete releases beyond the kept ones, the wheelhouses no kept release uses, and every
+    body that none of those kept uses."""
     keep = set(kept_releases(share))
     keep_objects: set[str] = set()
+    keep_wheelhouses: set[str] = set()
     for release in release_ids_on_share(share):
         if release in keep:
             manifest = Manifest.from_json(share.read_bytes(release_path(release)))
             keep_objects.update(object_path(e.sha256) for e in manifest.files.values())
+            key = _wheelhouse_of(share, manifest)
+            if key is not None:
+                keep_wheelhouses.add(wheelhouse_path(key))
         else:
             share.delete(release_path(release))
+    for path in list(share.list_files(WHEELHOUSES_DIR)):
+        if path in keep_wheelhouses:
+            wheels = Manifest.from_json(share.read_bytes(path))
+            keep_objects.update(object_path(e.sha256) for e in wheels.files.values())
+        else:
+            share.delete(path)
     for path in list(share.list_files(OBJECTS_DIR)):
         if path not in keep_objects:
             share.delete(path)
