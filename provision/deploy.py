@@ -1,8 +1,13 @@
-"""Deploy: sync the inference code to the share as a release, switch to it, restart, verify.
+"""Deploy: sync the inference code to the share as a release, roll it out, verify, switch.
 
-Guarantees (DESIGN.md "Share layout"): unchanged files are never uploaded again; `current` is
-switched last and atomically, so a replica never starts on a half-written release; a release that
-fails readiness is rolled back to `previous`.
+Guarantees (DESIGN.md "Share layout"): unchanged files are never uploaded again; a manifest is
+written only after every body it names, so a replica never starts on a half-written release; the
+new release is rolled out beside the running one (`Replica.roll_out`, pinned to its id) and
+takes over only once ready; `current` is switched after that, so it always names what serves.
+A release that fails readiness never takes over: the old one kept serving and `current` is
+unchanged (exit 5). `--restart` restarts in place and, on failure, starts the previous release
+again. One deploy at a time (`deploy_lock`, which heals when its holder dies); the last
+`KEEP_RELEASES` releases stay on the share for `rollback --to` (`release_history`).
 """
 
 from __future__ import annotations
