@@ -286,6 +286,10 @@ def test_rollback_and_releases_through_the_cli(project: Project) -> None:
     assert httpx.get(first["endpoint"] + "/health").json()["release"] == first["release"]
     text = project.run("releases")
     assert text.exit_code == 0 and f"{first['release']}" in text.stdout
+    unknown = project.run("rollback", "--to", "r-000000000000")
+    assert one_line_error(unknown, 2) == (
+        "error: --to r-000000000000: no such release on the share; `aca-infer releases` lists them"
+    )
 
 
 def _release_id_after_change(project: Project) -> str:
