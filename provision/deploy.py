@@ -8,9 +8,9 @@ fails readiness is rolled back to `previous`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
+from provision.assets import APP_PACKAGE, bootstrap_source
 from provision.deploy_lock import deploy_lock
 from provision.errors import InputError, NotReadyError
 from provision.release import (
@@ -27,8 +27,6 @@ from provision.release import (
 from provision.share import Share, read_text_or_none
 from provision.targets import Progress, ReadyState, Target
 
-APP_PACKAGE = "inference_app"
-
 
 @dataclass(frozen=True)
 class DeploySettings:
@@ -41,7 +39,7 @@ class DeploySettings:
         if not (self.source_dir / "__main__.py").is_file():
             raise InputError(
                 f"--app-dir {self.source_dir}: no {APP_PACKAGE} package there (missing "
-                "__main__.py); run from the aca-infer checkout or pass --project-dir"
+                "__main__.py); pass the folder of a server package"
             )
         if self.ready_timeout <= 0:
             raise InputError("--ready-timeout must be a positive number of seconds")
@@ -75,10 +73,6 @@ class RollbackResult:
     previous_release: str
     endpoint: str
     ready: bool
-
-
-def bootstrap_source() -> bytes:
-    return resources.files("provision").joinpath("share_files/bootstrap.py").read_bytes()
 
 
 def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:
