@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-_PARAM = re.compile(r"^param\s+(?P<name>\w+)\s+(?P<type>[\w.]+)(?:\s*=\s*(?P<default>.+))?$")
+_PARAM = re.compile(
+    r"^param\s+(?P<name>\w+)\s+(?P<type>[\w.\[\]']+\??)(?:\s*=\s*(?P<default>.+))?$"
+)
 _DESCRIPTION = re.compile(r"^@(?:sys\.)?description\(\s*'(?P<text>(?:[^'\\]|\\.)*)'\s*\)$", re.S)
 _ESCAPES = {"'": "'", "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "$": "$"}
 
