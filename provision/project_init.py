@@ -31,8 +31,9 @@ STATE_IGNORE = ".aca-infer/"
 PARAMETERS_SCHEMA = (
     "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#"
 )
+# What a null value means, beside each parameter's description (metadata.null).
 NULL_MEANS = (
-    "null: the fine-tuning run's value when infra/finetuning.config.json has one, else the default"
+    "the fine-tuning run's value when infra/finetuning.config.json has one, else the default"
 )
 
 
