@@ -257,11 +257,12 @@ def _show(state: Context, result: Any, target: str) -> None:
 
 def _provision(state: Context, target: str, set_flags: tuple[str, ...]) -> Any:
     from provision.project import remember_target
-    from provision.targets import ProvisionSettings
+    from provision.targets import ProvisionResult, ProvisionSettings
 
     settings = ProvisionSettings(target=target, set_flags=set_flags, environ=dict(os.environ))
     result = _target(state, target).provision(settings, state.progress)
-    remember_target(state.project_dir, target)
+    if isinstance(result, ProvisionResult):  # not a plan (a dry run provisions nothing)
+        remember_target(state.project_dir, target)
     return result
 
 
