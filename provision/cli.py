@@ -40,7 +40,8 @@ class Context:
         # rich's own NO_COLOR handling keeps styles such as dim: no_color.org asks for none.
         plain = bool(os.environ.get("NO_COLOR"))
         console = Console(stderr=True, highlight=False, color_system=None if plain else "auto")
-        console.print(f"[dim]· {message}[/dim]", markup=True)
+        # soft_wrap: a message stays one line in logs and pipes, where rich assumes 80 columns.
+        console.print(f"[dim]· {message}[/dim]", markup=True, soft_wrap=True)
 
 
 def _given(ctx: click.Context, name: str, default: Any) -> Any:
@@ -256,9 +257,13 @@ def _show(state: Context, result: Any, target: str) -> None:
 
 
 def _provision(state: Context, target: str, set_flags: tuple[str, ...]) -> Any:
+    from provision.assets import templates
     from provision.project import remember_target
     from provision.targets import ProvisionResult, ProvisionSettings
 
+    passed_over = templates(state.project_dir).note  # the AI Toolkit's own template
+    if passed_over:
+        state.progress(passed_over)
     settings = ProvisionSettings(target=target, set_flags=set_flags, environ=dict(os.environ))
     result = _target(state, target).provision(settings, state.progress)
     if isinstance(result, ProvisionResult):  # not a plan (a dry run provisions nothing)

@@ -159,3 +159,17 @@ def test_parameter_reader_agrees_with_a_bicep_parser() -> None:
         assert ours[name].description == described, name
         assert ours[name].secure == bool(checks.decorator(param, "secure")), name
         assert (ours[name].default is not None) == checks.has_default(param), name
+
+
+def test_provision_says_once_that_the_ai_toolkit_template_is_not_used(
+    ai_toolkit_project: Path,
+) -> None:
+    runner = CliRunner()
+    base = ["--project-dir", str(ai_toolkit_project)]
+    try:
+        result = runner.invoke(cli, [*base, "provision", "--target", "local"])
+        assert result.exit_code == 0, result.output
+        notes = [line for line in result.stderr.splitlines() if "AI Toolkit's template" in line]
+        assert len(notes) == 1 and "aca-infer init --eject" in notes[0]
+    finally:
+        runner.invoke(cli, [*base, "down", "--target", "local", "--purge"])
