@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from provision import assets
-from provision.bicep_params import ParamDeclaration, read_params
 from provision.errors import InputError
 from provision.fsutil import write_bytes_atomic
 from provision.parameters import FINETUNING_CONFIG, PARAMETERS_FILE, read_parameters_file
+from provision.template_params import ParamDeclaration, load_declarations
 
 GITIGNORE = Path(".gitignore")
 STATE_IGNORE = ".aca-infer/"
@@ -46,15 +46,16 @@ class InitResult:
     notes: list[str] = field(default_factory=list)
 
 
-def parameters_document(declarations: list[ParamDeclaration]) -> dict[str, Any]:
+def parameters_document(declarations: Mapping[str, ParamDeclaration]) -> dict[str, Any]:
     """A parameters file naming every parameter a user may set, each with its meaning."""
     parameters: dict[str, Any] = {}
-    for declaration in declarations:
+    for declaration in declarations.values():
         if declaration.secure:  # the API keys: provision generates them, never a file
             continue
-        metadata = {"description": declaration.description, "null": NULL_MEANS}
-        if declaration.default is not None:
-            metadata["default"] = declaration.default
+        metadata: dict[str, Any] = {"description": declaration.description, "null": NULL_MEANS}
+        if declaration.has_default:
+            expression = declaration.default_expression
+            metadata["default"] = declaration.default if expression is None else expression
         parameters[declaration.name] = {"value": None, "metadata": metadata}
     return {"$schema": PARAMETERS_SCHEMA, "contentVersion": "1.0.0.0", "parameters": parameters}
 
@@ -95,7 +96,7 @@ def init_project(
         result.kept.append(str(PARAMETERS_FILE))
         result.notes.extend(_parameters_notes(parameters, PARAMETERS_FILE, environ))
     else:
-        document = parameters_document(read_params(assets.templates(project_dir).main))
+        document = parameters_document(load_declarations(assets.templates(project_dir).main))
         write_bytes_atomic(parameters, (json.dumps(document, indent=2) + "\n").encode())
         result.created.append(str(PARAMETERS_FILE))
 

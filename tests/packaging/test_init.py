@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from provision import assets
-from provision.bicep_params import read_params
 from provision.cli import cli
 from provision.parameters import read_parameters_file
+from provision.template_params import load_declarations
 from tests.infra import bicep_checks as checks
 from tests.packaging.conftest import REPO
 
@@ -69,14 +69,17 @@ def test_empty_folder_gets_every_parameter_with_its_meaning(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert f"Created {PARAMETERS}" in result.stdout
     document = json.loads((tmp_path / PARAMETERS).read_text())
-    declared = [p for p in read_params(assets.packaged_templates_dir() / "inference.bicep")]
-    assert list(document["parameters"]) == [p.name for p in declared if not p.secure]
+    declared = load_declarations(assets.packaged_templates_dir() / "inference.bicep")
+    assert list(document["parameters"]) == [p.name for p in declared.values() if not p.secure]
     for name, entry in document["parameters"].items():
         assert entry["value"] is None, name
         assert entry["metadata"]["description"].startswith(("Optional.", "Required.")), name
-    assert document["parameters"]["modelPath"]["metadata"]["default"] == (
-        "'model-cache/microsoft/Phi-3-mini-4k-instruct'"
-    )
+    defaults = {
+        name: entry["metadata"].get("default") for name, entry in document["parameters"].items()
+    }
+    assert defaults["modelPath"] == "model-cache/microsoft/Phi-3-mini-4k-instruct"
+    assert defaults["maximumInstanceCount"] == 1
+    assert defaults["location"] == "resourceGroup().location"  # an expression, as written
     # The file fits the template by the same checks as the repository's own parameters file.
     main = checks.parse_file(checks.MAIN_TEMPLATE)
     assert checks.check_parameters_file(main, document) == []
@@ -146,19 +149,6 @@ def test_eject_over_the_ai_toolkit_template_changes_nothing(ai_toolkit_project: 
     assert len(result.stderr.splitlines()) == 1
     assert "move it aside" in result.stderr
     assert _tree(ai_toolkit_project) == before
-
-
-def test_parameter_reader_agrees_with_a_bicep_parser() -> None:
-    parsed = checks.parse_file(checks.MAIN_TEMPLATE)
-    ours = {p.name: p for p in read_params(checks.MAIN_TEMPLATE)}
-
-    assert list(ours) == list(parsed.params)
-    for name, param in parsed.params.items():
-        # The parser keeps Bicep's escapes as written; the reader resolves them.
-        described = str(checks.decorator(param, "description")).replace("\\'", "'")
-        assert ours[name].description == described, name
-        assert ours[name].secure == bool(checks.decorator(param, "secure")), name
-        assert (ours[name].default is not None) == checks.has_default(param), name
 
 
 def test_provision_says_once_that_the_ai_toolkit_template_is_not_used(
