@@ -18,7 +18,7 @@ from provision.targets import TARGET_NAMES
 ROOT_MARKERS = ("infra", ".aca-infer")
 TARGET_ENV = "ACA_INFER_TARGET"
 DEFAULT_TARGET = "azure"
-LAST_TARGET_FILE = Path(".aca-infer/target")
+LAST_TARGET_FILE = Path(".aca-infer/last-target")
 
 
 def find_root(start: Path) -> Path:

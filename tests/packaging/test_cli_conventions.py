@@ -90,7 +90,7 @@ def test_target_defaults_to_the_one_this_project_last_provisioned(project: Path)
     down = invoke("down")
     assert down.exit_code == 0, down.output
     # After `down` the project has no target any more: the default is azure again.
-    assert not (project / ".aca-infer/target").exists()
+    assert not (project / ".aca-infer/last-target").exists()
 
 
 @LOCAL_ONLY
@@ -105,7 +105,7 @@ def test_default_target_azure_unavailable_is_one_line_exit_3(project: Path) -> N
 
 def test_target_from_the_environment(project: Path) -> None:
     _provision_local(project)
-    (project / ".aca-infer/target").unlink()
+    (project / ".aca-infer/last-target").unlink()
     assert invoke("keys", "show", env={"ACA_INFER_TARGET": "local"}).exit_code == 0
     wrong = invoke("keys", "show", env={"ACA_INFER_TARGET": "moon"})
     assert wrong.exit_code == 2
