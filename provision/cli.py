@@ -188,7 +188,8 @@ set_option = click.option(
     "set_flags",
     multiple=True,
     metavar="NAME=VALUE",
-    help="Override a template parameter (highest precedence; repeatable).",
+    help="Set a template parameter (highest precedence; repeatable). The value is kept for the "
+    "target until changed; NAME=null forgets it.",
 )
 timeout_option = click.option(
     "--ready-timeout",
@@ -256,7 +257,9 @@ def _show(state: Context, result: Any, target: str) -> None:
     show(result, state.output, target)
 
 
-def _provision(state: Context, target: str, set_flags: tuple[str, ...]) -> Any:
+def _provision(
+    state: Context, target: str, set_flags: tuple[str, ...], deploy_follows: bool = False
+) -> Any:
     from provision.assets import templates
     from provision.project import remember_target
     from provision.targets import ProvisionResult, ProvisionSettings
@@ -264,30 +267,35 @@ def _provision(state: Context, target: str, set_flags: tuple[str, ...]) -> Any:
     passed_over = templates(state.project_dir).note  # the AI Toolkit's own template
     if passed_over:
         state.progress(passed_over)
-    settings = ProvisionSettings(target=target, set_flags=set_flags, environ=dict(os.environ))
+    settings = ProvisionSettings(
+        target=target,
+        set_flags=set_flags,
+        environ=dict(os.environ),
+        deploy_follows=deploy_follows,
+    )
     result = _target(state, target).provision(settings, state.progress)
     if isinstance(result, ProvisionResult):  # not a plan (a dry run provisions nothing)
         remember_target(state.project_dir, target)
     return result
 
 
-def _deploy(
-    state: Context,
-    target: str,
-    app_dir: Path | None,
-    ready_timeout: float,
-    break_lock: bool,
-    restart: bool,
+def _deploy_settings(
+    state: Context, app_dir: Path | None, ready_timeout: float, break_lock: bool, restart: bool
 ) -> Any:
     from provision.assets import app_dir as chosen_app_dir
-    from provision.deploy import DeploySettings, deploy
+    from provision.deploy import DeploySettings
 
-    settings = DeploySettings(
+    return DeploySettings(
         source_dir=chosen_app_dir(state.project_dir, app_dir),
         ready_timeout=ready_timeout,
         break_lock=break_lock,
         restart=restart,
     )
+
+
+def _deploy(state: Context, target: str, settings: Any) -> Any:
+    from provision.deploy import deploy
+
     return deploy(_target(state, target), settings, state.progress)
 
 
@@ -315,7 +323,7 @@ def provision(state: Context, target: str, set_flags: tuple[str, ...]) -> None:
 @pass_state
 def deploy(state: Context, target: str, **options: Any) -> None:
     """Sync the inference code to the share as a new release and restart the replica."""
-    _show(state, _deploy(state, target, **options), target)
+    _show(state, _deploy(state, target, _deploy_settings(state, **options)), target)
 
 
 @cli.command()
@@ -329,8 +337,9 @@ def deploy(state: Context, target: str, **options: Any) -> None:
 @pass_state
 def up(state: Context, target: str, set_flags: tuple[str, ...], **options: Any) -> None:
     """Provision, then deploy."""
-    provisioned = _provision(state, target, set_flags)
-    deployed = _deploy(state, target, **options)
+    settings = _deploy_settings(state, **options)  # bad deploy options change nothing
+    provisioned = _provision(state, target, set_flags, deploy_follows=True)
+    deployed = _deploy(state, target, settings)
     _show(state, {"provision": provisioned, "deploy": deployed}, target)
 
 
@@ -412,7 +421,9 @@ def status(state: Context, target: str) -> None:
 @pass_state
 def logs(state: Context, target: str, lines: int) -> None:
     """Print the replica's latest log lines."""
-    click.echo(_target(state, target).replica.logs(lines))
+    from provision.client import logs as read_logs
+
+    _show(state, read_logs(_target(state, target), lines), target)
 
 
 @cli.group()

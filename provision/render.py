@@ -12,7 +12,7 @@ from provision.client import InvokeResult, StatusResult
 from provision.demo_model import BASE_MODEL_RELPATH, DemoModel, summary_lines
 from provision.deploy import DeployResult, RollbackResult
 from provision.project_init import InitResult
-from provision.targets import ApiKeys, DownResult, ProvisionResult
+from provision.targets import ApiKeys, DownResult, LogsResult, ProvisionResult
 
 
 def _plain(value: Any) -> Any:
@@ -45,12 +45,22 @@ def _next_steps(target: str, endpoint: str, ui_url: str) -> list[str]:
     ]
 
 
+def _pending_lines(pending: list[str] | None, target: str) -> list[str]:
+    if not pending:
+        return []
+    return [
+        f"The running replica still uses the previous {', '.join(pending)}: the change takes "
+        f"effect at the next `aca-infer deploy --target {target}` (`aca-infer up` applies it now)."
+    ]
+
+
 def text(result: Any, target: str) -> str:
     if isinstance(result, ProvisionResult):
         verb = "Provisioned" if result.created else "Updated"
         return "\n".join(
             [f"{verb} the {result.target} target; config: {result.config_path}"]
             + [f"  {name} = {value}" for name, value in sorted(result.parameters.items())]
+            + _pending_lines(result.restart_pending, target)
         )
     if isinstance(result, DeployResult):
         previous = f" (previous {result.previous_release})" if result.previous_release else ""
@@ -68,7 +78,7 @@ def text(result: Any, target: str) -> str:
     if isinstance(result, DownResult):
         lines = ["Stopped the replica." if result.stopped else "No replica was running."]
         lines += [f"Removed {path}" for path in result.removed]
-        lines += [f"Kept {path} (model files; --purge removes them)" for path in result.kept]
+        lines += [f"Kept {path} (--purge removes it)" for path in result.kept]
         return "\n".join(lines)
     if isinstance(result, InvokeResult):
         return result.answer
@@ -80,8 +90,11 @@ def text(result: Any, target: str) -> str:
                 f"Replica:  {'running' if result.running else 'stopped'}, {state}",
                 f"Release:  {result.release or '-'} (previous {result.previous_release or '-'})",
                 *_next_steps(target, result.endpoint, result.ui_url),
+                *_pending_lines(result.restart_pending, target),
             ]
         )
+    if isinstance(result, LogsResult):
+        return "\n".join(result.lines)
     if isinstance(result, InitResult):
         lines = [f"Created {path}" for path in result.created]
         lines += [f"Updated {path}" for path in result.updated]
