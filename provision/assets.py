@@ -25,8 +25,11 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 _BUNDLED_DIR = _PACKAGE_DIR / "bundled"  # present in an installed wheel only
 _CHECKOUT_DIR = _PACKAGE_DIR.parent  # an editable install: the repository checkout
 
-# Our template takes the two API keys as parameters; the AI Toolkit's has no keys at all.
+# The AI Toolkit's template defines the container app itself, takes no API keys and probes only
+# its UI page; ours takes the two keys as parameters and probes /ready and /health.
+_CONTAINER_APP = re.compile(r"'Microsoft\.App/containerApps@")
 _API_KEY_PARAM = re.compile(r"^\s*param\s+apiKeyPrimary\b", re.MULTILINE)
+_OUR_PROBE = re.compile(r"path:\s*'/(?:ready|health)'")
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,15 @@ def bootstrap_source() -> bytes:
 
 
 def is_ai_toolkit_template(path: Path) -> bool:
-    """True for the AI Toolkit's own inference.bicep: it declares no API key parameters."""
-    return not _API_KEY_PARAM.search(path.read_text(encoding="utf-8", errors="replace"))
+    """True for the AI Toolkit's own inference.bicep: a container app without API keys or
+    probes on /ready and /health. Any other template (an ejected copy of ours, changed or not)
+    is the project's own."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return bool(
+        _CONTAINER_APP.search(text)
+        and not _API_KEY_PARAM.search(text)
+        and not _OUR_PROBE.search(text)
+    )
 
 
 def ai_toolkit_template_note(path: Path) -> str:

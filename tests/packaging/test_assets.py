@@ -40,3 +40,17 @@ def test_a_project_without_templates_uses_the_packaged_ones(tmp_path: Path) -> N
     assert assets.templates(tmp_path) == assets.Templates(
         assets.packaged_templates_dir(), "packaged"
     )
+
+
+def test_only_a_container_app_without_keys_or_our_probes_is_the_ai_toolkit_template(
+    tmp_path: Path,
+) -> None:
+    own = tmp_path / "infra/provision/inference.bicep"
+    own.parent.mkdir(parents=True)
+    app = "resource app 'Microsoft.App/containerApps@2025-07-01' = {\n  name: 'x'\n}\n"
+    own.write_text(f"param defaultCommands array\n{app}")
+    assert assets.templates(tmp_path).source == "packaged"
+    own.write_text(f"@secure()\nparam apiKeyPrimary string\n{app}")
+    assert assets.templates(tmp_path) == assets.Templates(own.parent, "project")
+    own.write_text("param replicas int = 2\n")  # a template of the project's own making
+    assert assets.templates(tmp_path).source == "project"
