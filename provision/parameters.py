@@ -60,9 +60,14 @@ def env_name(parameter: str) -> str:
     return ENV_PREFIX + re.sub(r"(?<!^)(?=[A-Z])", "_", parameter).upper()
 
 
+def template_path(project_dir: Path) -> Path:
+    """The main template this project deploys: its own ejected copy (`aca-infer init --eject`),
+    else the packaged one (provision/assets.py decides; the AI Toolkit's own is passed over)."""
+    return templates(project_dir).main
+
+
 def template_declarations(project_dir: Path) -> dict[str, ParamDeclaration]:
-    """The declarations of the template this project deploys (provision/assets.py decides)."""
-    return load_declarations(templates(project_dir).main)
+    return load_declarations(template_path(project_dir))
 
 
 def parse_set_flags(
