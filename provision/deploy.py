@@ -15,9 +15,9 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
+from provision.assets import APP_PACKAGE, bootstrap_source
 from provision.deploy_lock import deploy_lock
 from provision.errors import AcaInferError, InputError, NotReadyError, OperationError
 from provision.release import (
@@ -51,8 +51,6 @@ from provision.wheelhouse import (
     wheelhouse_path,
 )
 
-APP_PACKAGE = "inference_app"
-
 
 @dataclass(frozen=True)
 class DeploySettings:
@@ -68,7 +66,7 @@ class DeploySettings:
         if not (self.source_dir / "__main__.py").is_file():
             raise InputError(
                 f"--app-dir {self.source_dir}: no {APP_PACKAGE} package there (missing "
-                "__main__.py); run from the aca-infer checkout or pass --project-dir"
+                "__main__.py); pass the folder of a server package"
             )
         if self.ready_timeout <= 0:
             raise InputError("--ready-timeout must be a positive number of seconds")
@@ -108,10 +106,6 @@ class RollbackResult:
     previous_release: str
     endpoint: str
     ready: bool
-
-
-def bootstrap_source() -> bytes:
-    return resources.files("provision").joinpath("share_files/bootstrap.py").read_bytes()
 
 
 def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:

@@ -31,6 +31,7 @@ class Project:
         self.runner = CliRunner()
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        env = {"ACA_INFER_TARGET": "local", **(env or {})}  # the default target is azure
         return self.runner.invoke(
             cli, ["--project-dir", str(self.root), *args], env=env, catch_exceptions=False
         )
