@@ -11,6 +11,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +96,21 @@ def read_parameters_file(path: Path, environ: Mapping[str, str]) -> dict[str, An
     return values
 
 
-def read_finetuning_config(path: Path) -> dict[str, Any]:
+def load_finetuning_config(path: Path) -> dict[str, Any]:
+    """The AI Toolkit's `infra/finetuning.config.json` as it is ({} when there is none)."""
     if not path.is_file():
         return {}
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise InputError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from error
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return config
+
+
+def read_finetuning_config(path: Path) -> dict[str, Any]:
+    config = load_finetuning_config(path)
     values: dict[str, Any] = {}
     for key, (param, switches) in _FINETUNING_KEYS.items():
         if config.get(key):
@@ -114,6 +123,58 @@ def _without_nulls(values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """A parameter's value and the source it came from (for --dry-run and messages)."""
+
+    value: Any
+    source: str
+
+
+def resolve_with_sources(
+    project_dir: Path,
+    set_flags: Iterable[str],
+    environ: Mapping[str, str],
+    defaults: Mapping[str, Any],
+    known: Iterable[str] = (),
+    below_finetuning: Mapping[str, Resolved] | None = None,
+) -> dict[str, Resolved]:
+    """Merge every source, highest last; a name no source or default knows is a typo.
+
+    `below_finetuning` are values a target derives (e.g. the AI Toolkit's resource names) that
+    the fine-tuning config and everything above it override.
+    """
+    from_file = read_parameters_file(project_dir / PARAMETERS_FILE, environ)
+    from_finetuning = read_finetuning_config(project_dir / FINETUNING_CONFIG)
+    known_names = set(known) | set(defaults) | set(from_file) | set(from_finetuning)
+    from_flags = parse_set_flags(set_flags)
+    unknown = sorted(set(from_flags) - known_names)
+    if unknown:
+        raise InputError(
+            f"--set {unknown[0]}: unknown parameter; known parameters: "
+            f"{', '.join(sorted(known_names))}"
+        )
+    from_env = {
+        name: _parse_value(environ[env_name(name)])
+        for name in known_names
+        if env_name(name) in environ
+    }
+    merged: dict[str, Resolved] = {
+        name: Resolved(value, "default") for name, value in _without_nulls(defaults).items()
+    }
+    merged.update(below_finetuning or {})
+    for source, layer in (
+        (str(FINETUNING_CONFIG), from_finetuning),
+        (str(PARAMETERS_FILE), from_file),
+        ("environment", from_env),
+        ("--set", from_flags),
+    ):
+        for name, value in _without_nulls(layer).items():
+            label = f"{env_name(name)}" if source == "environment" else source
+            merged[name] = Resolved(value, label)
+    return merged
+
+
 def resolve_parameters(
     project_dir: Path,
     set_flags: Iterable[str],
@@ -121,28 +182,8 @@ def resolve_parameters(
     defaults: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Merge every source; a name no source or default knows is a typo, reported as such."""
-    from_file = read_parameters_file(project_dir / PARAMETERS_FILE, environ)
-    from_finetuning = read_finetuning_config(project_dir / FINETUNING_CONFIG)
-    known = set(defaults) | set(from_file) | set(from_finetuning)
-    from_flags = parse_set_flags(set_flags)
-    unknown = sorted(set(from_flags) - known)
-    if unknown:
-        raise InputError(
-            f"--set {unknown[0]}: unknown parameter; known parameters: {', '.join(sorted(known))}"
-        )
-    from_env = {
-        name: _parse_value(environ[env_name(name)]) for name in known if env_name(name) in environ
-    }
-    merged: dict[str, Any] = {}
-    for layer in (
-        defaults,
-        from_finetuning,
-        from_file,
-        from_env,
-        from_flags,
-    ):
-        merged.update(_without_nulls(layer))
-    return merged
+    resolved = resolve_with_sources(project_dir, set_flags, environ, defaults)
+    return {name: entry.value for name, entry in resolved.items()}
 
 
 def current_environment() -> dict[str, str]:

@@ -1,0 +1,215 @@
+"""The resolved provision request: scope plus every parameter and where its value came from.
+
+Everything here is local (files, flags, environment): `--dry-run` prints this request and
+stops, and every value is checked here before any network call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from provision.azure.naming import (
+    ai_toolkit_names,
+    ai_toolkit_suffix,
+    check_names,
+)
+from provision.azure.profiles import PROFILE_TYPES
+from provision.azure.scope import Ask, Scope, ScopeFlags, resolve_scope
+from provision.azure.startup import REPLACED_NOTE, is_ai_toolkit_startup
+from provision.errors import InputError, PrerequisiteError
+from provision.parameters import (
+    FINETUNING_CONFIG,
+    PARAMETERS_FILE,
+    Resolved,
+    env_name,
+    load_finetuning_config,
+    resolve_with_sources,
+)
+
+TEMPLATE_FILE = Path("infra/provision/inference.bicep")
+REDACTED = "<redacted>"
+SECURE_PARAMETERS = ("apiKeyPrimary", "apiKeySecondary")
+# Decided by preflight from what exists: a resource that exists is referenced, never re-PUT.
+REUSE_SWITCHES = ("useExistingStorageAccount", "useExistingLogAnalytics", "useExistingEnvironment")
+USER_SOURCES = ("--set", str(PARAMETERS_FILE))
+
+
+@dataclass(frozen=True)
+class TemplateParameter:
+    name: str
+    secure: bool
+
+
+def template_parameters(template: Path) -> dict[str, TemplateParameter]:
+    """The `param` declarations of the main template (names, and which are @secure())."""
+    if not template.is_file():
+        raise PrerequisiteError(
+            f"{template} is missing: the azure target deploys the project's Bicep templates"
+        )
+    declared: dict[str, TemplateParameter] = {}
+    secure = False
+    for line in template.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if stripped == "@secure()":
+            secure = True
+        match = re.match(r"param\s+(\w+)\s", stripped)
+        if match:
+            declared[match.group(1)] = TemplateParameter(match.group(1), secure)
+            secure = False
+        elif stripped.startswith(("var ", "resource ", "module ", "output ")):
+            secure = False
+    return declared
+
+
+@dataclass(frozen=True)
+class ProvisionRequest:
+    scope: Scope
+    parameters: Mapping[str, Resolved]
+    deployment_name: str
+    notes: tuple[str, ...] = ()
+    secure_from_environment: Mapping[str, str] = field(default_factory=dict)
+
+    def value(self, name: str, default: Any = None) -> Any:
+        entry = self.parameters.get(name)
+        return default if entry is None else entry.value
+
+    def given_by_user(self, name: str) -> bool:
+        entry = self.parameters.get(name)
+        return entry is not None and (
+            entry.source in USER_SOURCES or entry.source == env_name(name)
+        )
+
+    @property
+    def profile_type(self) -> str:
+        return str(self.value("gpuProfileType", "Consumption-GPU-NC8as-T4"))
+
+    def describe(self) -> dict[str, Any]:
+        """The request as --dry-run prints it: nothing secret."""
+        parameters = {
+            name: {"value": entry.value, "source": entry.source}
+            for name, entry in sorted(self.parameters.items())
+        }
+        for name in SECURE_PARAMETERS:
+            source = (
+                env_name(name)
+                if name in self.secure_from_environment
+                else "read back from the app's secrets, else generated"
+            )
+            parameters[name] = {"value": REDACTED, "source": source}
+        for name in REUSE_SWITCHES:
+            parameters.setdefault(
+                name, {"value": None, "source": "decided at preflight: true when it exists"}
+            )
+        return {
+            "target": "azure",
+            "dry_run": True,
+            "scope": {
+                "subscription_id": self.scope.subscription_id,
+                "resource_group": self.scope.resource_group,
+                "location": self.scope.location or "the resource group's location",
+                "arm_endpoint": self.scope.arm.url,
+                "sources": dict(self.scope.sources) | {"arm_endpoint": self.scope.arm.source},
+            },
+            "deployment_name": self.deployment_name,
+            "parameters": parameters,
+            "notes": list(self.notes),
+        }
+
+
+def deployment_name(app_name: str) -> str:
+    """One name per app, so re-runs update the same deployment record (ARM keeps 800)."""
+    return f"aca-infer-{app_name}"[:64]
+
+
+def build_request(
+    project_dir: Path,
+    set_flags: tuple[str, ...],
+    environ: Mapping[str, str],
+    flags: ScopeFlags,
+    ask: Ask | None,
+) -> ProvisionRequest:
+    declared = template_parameters(project_dir / TEMPLATE_FILE)
+    known = set(declared)
+    finetuning = load_finetuning_config(project_dir / FINETUNING_CONFIG)
+    first = resolve_with_sources(project_dir, set_flags, environ, {}, known)
+    location = first.get("location")
+    scope = resolve_scope(
+        flags,
+        environ,
+        finetuning,
+        (location.value, location.source) if location else None,
+        ask,
+    )
+    suffix = ai_toolkit_suffix(finetuning, scope.subscription_id, scope.resource_group)
+    derived = {
+        name: Resolved(value, f"AI Toolkit name ({suffix.source})")
+        for name, value in ai_toolkit_names(suffix.value).items()
+    }
+    resolved = resolve_with_sources(project_dir, set_flags, environ, {}, known, derived)
+    _reject_unknown(resolved, known)
+    secure_from_environment = _secure_values(resolved, environ)
+    parameters = {n: e for n, e in resolved.items() if n not in SECURE_PARAMETERS}
+    if scope.location:
+        parameters["location"] = Resolved(scope.location, scope.sources["location"])
+    notes: list[str] = []
+    commands = parameters.get("defaultCommands")
+    if commands is not None and is_ai_toolkit_startup(commands.value):
+        parameters["defaultCommands"] = Resolved([], "bootstrap (replaces the AI Toolkit's)")
+        notes.append(REPLACED_NOTE)
+    _check_values(parameters)
+    return ProvisionRequest(
+        scope=scope,
+        parameters=parameters,
+        deployment_name=deployment_name(str(parameters["acaAppName"].value)),
+        notes=tuple(notes),
+        secure_from_environment=secure_from_environment,
+    )
+
+
+def _reject_unknown(resolved: Mapping[str, Resolved], known: set[str]) -> None:
+    for name, entry in sorted(resolved.items()):
+        if name not in known:
+            raise InputError(
+                f"{entry.source}: unknown parameter {name!r}; known parameters: "
+                f"{', '.join(sorted(known))}"
+            )
+
+
+def _secure_values(resolved: Mapping[str, Resolved], environ: Mapping[str, str]) -> dict[str, str]:
+    """API keys come only from the environment (as in deploy_manual.sh) or from the app."""
+    values: dict[str, str] = {}
+    for name in SECURE_PARAMETERS:
+        entry = resolved.get(name)
+        if entry is None:
+            continue
+        if entry.source != env_name(name):
+            raise InputError(
+                f"{name} in {entry.source}: API keys never go in files or on the command line; "
+                f"set {env_name(name)} or let provision generate them"
+            )
+        value = environ[env_name(name)]
+        if len(value) < 16:
+            raise InputError(f"{env_name(name)}: an API key needs at least 16 characters")
+        values[name] = value
+    return values
+
+
+def _check_values(parameters: Mapping[str, Resolved]) -> None:
+    check_names({name: entry.value for name, entry in parameters.items()})
+    profile = parameters.get("gpuProfileType")
+    if profile is not None and profile.value not in PROFILE_TYPES:
+        raise InputError(
+            f"gpuProfileType {profile.value!r} ({profile.source}): not a workload profile type; "
+            f"allowed: {', '.join(PROFILE_TYPES)}"
+        )
+    commands = parameters.get("defaultCommands")
+    if commands is not None and not (
+        isinstance(commands.value, list) and all(isinstance(c, str) for c in commands.value)
+    ):
+        raise InputError(
+            f"defaultCommands ({commands.source}): give a list of shell commands, or null"
+        )
