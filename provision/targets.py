@@ -32,6 +32,15 @@ class ProvisionSettings:
     target: str
     set_flags: tuple[str, ...] = ()
     environ: Mapping[str, str] = field(default_factory=dict)
+    # Where (azure): flags win over AZURE_SUBSCRIPTION_ID / AZURE_RESOURCE_GROUP / AZURE_LOCATION.
+    subscription: str | None = None
+    resource_group: str | None = None
+    location: str | None = None
+    arm_endpoint: str | None = None
+    dry_run: bool = False  # print the resolved request; no network call
+    what_if: bool = False  # print ARM's what-if; deploy nothing
+    force: bool = False  # deploy even when nothing changed since the last success
+    ask: Callable[[str], str] | None = None  # prompts for a missing value (a terminal only)
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,17 @@ class ProvisionResult:
     share: str
     parameters: Mapping[str, Any]
     created: bool
+    skipped: bool = False  # nothing changed since the last successful deployment
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProvisionPlan:
+    """What `provision --dry-run` or `--what-if` shows instead of provisioning."""
+
+    target: str
+    request: Mapping[str, Any]
+    changes: tuple[Mapping[str, Any], ...] | None = None  # ARM's what-if; None for --dry-run
 
 
 @dataclass(frozen=True)
@@ -82,7 +102,9 @@ class Target(Protocol):
 
     def keys(self) -> ApiKeys: ...
 
-    def provision(self, settings: ProvisionSettings, progress: Progress) -> ProvisionResult: ...
+    def provision(
+        self, settings: ProvisionSettings, progress: Progress
+    ) -> ProvisionResult | ProvisionPlan: ...
 
     def check_deployable(self) -> None:
         """Raise an AcaInferError when a deploy cannot work (not provisioned, model missing)."""
@@ -90,7 +112,7 @@ class Target(Protocol):
     def down(self, purge: bool, progress: Progress) -> DownResult: ...
 
 
-TARGET_NAMES = ("local",)
+TARGET_NAMES = ("local", "azure")
 
 
 def get_target(name: str, project_dir: Path) -> Target:
@@ -99,4 +121,8 @@ def get_target(name: str, project_dir: Path) -> Target:
         from provision.local.target import LocalTarget
 
         return LocalTarget(project_dir)
+    if name == "azure":
+        from provision.azure.target import AzureTarget
+
+        return AzureTarget(project_dir)
     raise ValueError(f"unknown target {name!r}")

@@ -152,7 +152,9 @@ def ai_toolkit_suffix(
     for key, prefix in _SUFFIX_CARRIERS:
         name = finetuning.get(key)
         if isinstance(name, str) and re.fullmatch(f"{prefix}[a-z0-9]{{{SUFFIX_LENGTH}}}", name):
-            return Suffix(name[len(prefix) :], f"the suffix of {key} in infra/finetuning.config.json")
+            return Suffix(
+                name[len(prefix) :], f"the suffix of {key} in infra/finetuning.config.json"
+            )
     derived = unique_string(resource_group_id(subscription_id, resource_group))[:SUFFIX_LENGTH]
     return Suffix(derived, "the AI Toolkit's uniqueString(resourceGroup().id) suffix")
 

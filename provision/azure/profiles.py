@@ -48,12 +48,30 @@ BY_SIZE = (
 # Regions to ask when the requested one lacks a profile type, grouped by geography so the
 # nearest are named first (Container Apps GPU regions and their neighbours).
 REGION_GROUPS: tuple[tuple[str, ...], ...] = (
-    ("westus3", "westus", "westus2", "eastus", "eastus2", "centralus", "northcentralus",
-     "southcentralus", "canadacentral"),
-    ("swedencentral", "northeurope", "westeurope", "francecentral", "germanywestcentral",
-     "uksouth", "italynorth", "norwayeast", "switzerlandnorth", "polandcentral"),
-    ("australiaeast", "japaneast", "southeastasia", "koreacentral", "centralindia",
-     "eastasia"),
+    (
+        "westus3",
+        "westus",
+        "westus2",
+        "eastus",
+        "eastus2",
+        "centralus",
+        "northcentralus",
+        "southcentralus",
+        "canadacentral",
+    ),
+    (
+        "swedencentral",
+        "northeurope",
+        "westeurope",
+        "francecentral",
+        "germanywestcentral",
+        "uksouth",
+        "italynorth",
+        "norwayeast",
+        "switzerlandnorth",
+        "polandcentral",
+    ),
+    ("australiaeast", "japaneast", "southeastasia", "koreacentral", "centralindia", "eastasia"),
     ("brazilsouth",),
 )
 

@@ -6,7 +6,6 @@ stops, and every value is checked here before any network call.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,6 @@ from provision.azure.naming import (
     ai_toolkit_suffix,
     check_names,
 )
-from provision.azure.profiles import PROFILE_TYPES
 from provision.azure.scope import Ask, Scope, ScopeFlags, resolve_scope
 from provision.azure.startup import REPLACED_NOTE, is_ai_toolkit_startup
 from provision.errors import InputError, PrerequisiteError
@@ -29,6 +27,7 @@ from provision.parameters import (
     load_finetuning_config,
     resolve_with_sources,
 )
+from provision.template_params import ParamDeclaration, load_declarations, validate_values
 
 TEMPLATE_FILE = Path("infra/provision/inference.bicep")
 REDACTED = "<redacted>"
@@ -36,33 +35,6 @@ SECURE_PARAMETERS = ("apiKeyPrimary", "apiKeySecondary")
 # Decided by preflight from what exists: a resource that exists is referenced, never re-PUT.
 REUSE_SWITCHES = ("useExistingStorageAccount", "useExistingLogAnalytics", "useExistingEnvironment")
 USER_SOURCES = ("--set", str(PARAMETERS_FILE))
-
-
-@dataclass(frozen=True)
-class TemplateParameter:
-    name: str
-    secure: bool
-
-
-def template_parameters(template: Path) -> dict[str, TemplateParameter]:
-    """The `param` declarations of the main template (names, and which are @secure())."""
-    if not template.is_file():
-        raise PrerequisiteError(
-            f"{template} is missing: the azure target deploys the project's Bicep templates"
-        )
-    declared: dict[str, TemplateParameter] = {}
-    secure = False
-    for line in template.read_text(encoding="utf-8").splitlines():
-        stripped = line.strip()
-        if stripped == "@secure()":
-            secure = True
-        match = re.match(r"param\s+(\w+)\s", stripped)
-        if match:
-            declared[match.group(1)] = TemplateParameter(match.group(1), secure)
-            secure = False
-        elif stripped.startswith(("var ", "resource ", "module ", "output ")):
-            secure = False
-    return declared
 
 
 @dataclass(frozen=True)
@@ -132,7 +104,12 @@ def build_request(
     flags: ScopeFlags,
     ask: Ask | None,
 ) -> ProvisionRequest:
-    declared = template_parameters(project_dir / TEMPLATE_FILE)
+    template = project_dir / TEMPLATE_FILE
+    if not template.is_file():
+        raise PrerequisiteError(
+            f"{template} is missing: the azure target deploys the project's Bicep templates"
+        )
+    declared = load_declarations(template)
     known = set(declared)
     finetuning = load_finetuning_config(project_dir / FINETUNING_CONFIG)
     first = resolve_with_sources(project_dir, set_flags, environ, {}, known)
@@ -160,7 +137,7 @@ def build_request(
     if commands is not None and is_ai_toolkit_startup(commands.value):
         parameters["defaultCommands"] = Resolved([], "bootstrap (replaces the AI Toolkit's)")
         notes.append(REPLACED_NOTE)
-    _check_values(parameters)
+    _check_values(parameters, declared)
     return ProvisionRequest(
         scope=scope,
         parameters=parameters,
@@ -198,18 +175,18 @@ def _secure_values(resolved: Mapping[str, Resolved], environ: Mapping[str, str])
     return values
 
 
-def _check_values(parameters: Mapping[str, Resolved]) -> None:
+def _check_values(
+    parameters: Mapping[str, Resolved], declared: Mapping[str, ParamDeclaration]
+) -> None:
+    """The template's own rules (type, @allowed, ranges, lengths), then Azure's naming rules."""
+    validate_values(
+        {name: entry.value for name, entry in parameters.items()},
+        declared,
+        {name: entry.source for name, entry in parameters.items()},
+    )
     check_names({name: entry.value for name, entry in parameters.items()})
-    profile = parameters.get("gpuProfileType")
-    if profile is not None and profile.value not in PROFILE_TYPES:
-        raise InputError(
-            f"gpuProfileType {profile.value!r} ({profile.source}): not a workload profile type; "
-            f"allowed: {', '.join(PROFILE_TYPES)}"
-        )
     commands = parameters.get("defaultCommands")
-    if commands is not None and not (
-        isinstance(commands.value, list) and all(isinstance(c, str) for c in commands.value)
-    ):
+    if commands is not None and not all(isinstance(c, str) for c in commands.value):
         raise InputError(
             f"defaultCommands ({commands.source}): give a list of shell commands, or null"
         )
