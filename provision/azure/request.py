@@ -73,9 +73,11 @@ class ProvisionRequest:
             )
             parameters[name] = {"value": REDACTED, "source": source}
         for name in REUSE_SWITCHES:
-            parameters.setdefault(
-                name, {"value": None, "source": "decided at preflight: true when it exists"}
-            )
+            parameters[name] = {
+                "value": None,
+                "source": "decided at preflight: true when the resource exists and was not "
+                "created by aca-infer",
+            }
         return {
             "target": "azure",
             "dry_run": True,
@@ -129,7 +131,8 @@ def build_request(
     resolved = resolve_with_sources(project_dir, set_flags, environ, {}, known, derived)
     _reject_unknown(resolved, known)
     secure_from_environment = _secure_values(resolved, environ)
-    parameters = {n: e for n, e in resolved.items() if n not in SECURE_PARAMETERS}
+    # Keys come from the environment or the app; what to reuse comes from what exists.
+    parameters = {n: e for n, e in resolved.items() if n not in SECURE_PARAMETERS + REUSE_SWITCHES}
     if scope.location:
         parameters["location"] = Resolved(scope.location, scope.sources["location"])
     notes: list[str] = []
