@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from scripts.make_demo_model import DemoModel, make_demo_model
+from tests.azure_double.fixture import azure_double, azure_double_module
+
+__all__ = ["azure_double", "azure_double_module"]
 
 
 @pytest.fixture(scope="session")

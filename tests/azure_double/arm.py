@@ -110,6 +110,11 @@ class Arm:
                 return self._list_resource_groups(request)
             if target.resource_group is not None and len(head) == 4:
                 return self._resource_group(request, target)
+            if target.resource_group is not None and head[4] == "deployments":
+                # Deployment operations are addressed outside /providers/.
+                if self.double.store.get(target.resource_group_id) is None:
+                    return _group_not_found(target.resource_group)
+                return self.handlers["microsoft.resources"](request)
             if target.resource_group is None and head[2:] == ["providers"]:
                 return self._list_providers(request)
             return arm_error(404, "NotFound", f"No route for '{request.path}'.")

@@ -20,7 +20,7 @@ from types import ModuleType, TracebackType
 from typing import Any
 from xml.sax.saxutils import escape
 
-from tests.azure_double import tools
+from tests.azure_double import deployments, loganalytics, storage_mgmt, tools
 from tests.azure_double.arm import Arm, Handler
 from tests.azure_double.auth import check_bearer
 from tests.azure_double.faults import DoubleConfig, Fault, Faults
@@ -118,10 +118,8 @@ class AzureDouble:
         self.files_port = files.port
         self._started = True
         # Core providers first; apps and files plug in through the same interface.
-        for name in ("deployments", "storage_mgmt", "loganalytics"):
-            part = _optional_module(name)
-            if part is not None:
-                part.install(self)
+        for part in (deployments, storage_mgmt, loganalytics):
+            part.install(self)
         apps = _optional_module("apps")
         if apps is not None:
             apps.install(self)

@@ -1,0 +1,123 @@
+"""Microsoft.OperationalInsights workspaces: create/get/list/delete and sharedKeys (the
+environment module reads the workspace's customerId and primary shared key)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from tests.azure_double.http import Request, Response, arm_error
+from tests.azure_double.resources import (
+    api_version_problem,
+    checked_body,
+    child_id,
+    location_problem,
+    method_not_allowed,
+    no_route,
+    not_found,
+    now_iso,
+    target_of,
+)
+
+if TYPE_CHECKING:
+    from tests.azure_double.server import AzureDouble
+
+NAMESPACE = "Microsoft.OperationalInsights"
+WORKSPACE_TYPE = "Microsoft.OperationalInsights/workspaces"
+WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{2,61}[A-Za-z0-9]")
+
+
+def install(double: AzureDouble) -> None:
+    double.register_provider_handler(NAMESPACE, Workspaces(double).handle)
+
+
+class Workspaces:
+    def __init__(self, double: AzureDouble) -> None:
+        self.double = double
+        self.shared_keys: dict[str, dict[str, str]] = {}
+
+    def handle(self, request: Request) -> Response:
+        bad = api_version_problem(request, NAMESPACE)
+        if bad:
+            return bad
+        target = target_of(request)
+        rest = [p.lower() for p in target.rest]
+        if rest == ["workspaces"] and request.method == "GET":
+            prefix = (
+                target.resource_group_id
+                if target.resource_group
+                else f"/subscriptions/{self.double.subscription_id}/resourceGroups/"
+            )
+            found = [w for w in self.double.store.list(prefix) if w.get("type") == WORKSPACE_TYPE]
+            return Response.of_json(200, {"value": found})
+        if target.resource_group is None or len(rest) < 2 or rest[0] != "workspaces":
+            return no_route(request)
+        workspace_id = child_id(target, 1)
+        name = target.rest[1]
+        existing = self.double.store.get(workspace_id)
+        if rest[2:] == ["sharedkeys"] and request.method == "POST":
+            if existing is None:
+                return not_found(WORKSPACE_TYPE, name, target.resource_group)
+            return Response.of_json(200, self.shared_keys[workspace_id.lower()])
+        if len(rest) != 2:
+            return no_route(request)
+        if request.method == "GET":
+            if existing is None:
+                return not_found(WORKSPACE_TYPE, name, target.resource_group)
+            return Response.of_json(200, existing)
+        if request.method == "PUT":
+            return self.put(request, workspace_id, name, existing)
+        if request.method == "DELETE":
+            if existing is None:
+                return Response(204)
+            self.double.store.delete(workspace_id)
+            self.shared_keys.pop(workspace_id.lower(), None)
+            return Response(200)
+        return method_not_allowed(request)
+
+    def put(
+        self, request: Request, workspace_id: str, name: str, existing: dict[str, Any] | None
+    ) -> Response:
+        if not WORKSPACE_NAME.fullmatch(name):
+            return arm_error(
+                400,
+                "InvalidWorkspaceName",
+                f"Workspace name '{name}' is invalid: 4-63 letters, digits and hyphens, "
+                "starting and ending with a letter or digit.",
+            )
+        body, problem = checked_body(request, "azure.mgmt.loganalytics.models.Workspace")
+        if problem:
+            return problem
+        bad = location_problem(self.double, body["location"], WORKSPACE_TYPE)
+        if bad:
+            return bad
+        properties: dict[str, Any] = {
+            **(existing["properties"] if existing else {}),
+            **(body.get("properties") or {}),
+            "provisioningState": "Succeeded",
+        }
+        properties.setdefault("customerId", str(uuid.uuid4()))
+        properties.setdefault("createdDate", now_iso())
+        properties.setdefault("retentionInDays", 30)
+        properties.setdefault("sku", {"name": "PerGB2018"})
+        properties["modifiedDate"] = now_iso()
+        workspace = {
+            "id": workspace_id,
+            "name": name,
+            "type": WORKSPACE_TYPE,
+            "location": body["location"].replace(" ", "").lower(),
+            "tags": body.get("tags") or {},
+            "properties": properties,
+        }
+        self.double.store.put(workspace_id, workspace)
+        self.shared_keys.setdefault(
+            workspace_id.lower(),
+            {
+                "primarySharedKey": base64.b64encode(secrets.token_bytes(64)).decode(),
+                "secondarySharedKey": base64.b64encode(secrets.token_bytes(64)).decode(),
+            },
+        )
+        return Response.of_json(200 if existing else 201, workspace)
