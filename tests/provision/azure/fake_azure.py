@@ -11,13 +11,7 @@ from provision.errors import OperationError, PrerequisiteError
 @dataclass
 class FakeAzure:
     signed_in: bool = True
-    registered: set[str] = field(
-        default_factory=lambda: {
-            "Microsoft.App",
-            "Microsoft.Storage",
-            "Microsoft.OperationalInsights",
-        }
-    )
+    registered: set[str] = field(default_factory=lambda: set(PROVIDERS))
     group: Existing | None = None
     accounts: dict[str, Existing] = field(default_factory=dict)
     shares: set[tuple[str, str]] = field(default_factory=set)

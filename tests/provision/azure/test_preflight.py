@@ -98,7 +98,7 @@ def test_a_dedicated_profile_cannot_be_added_to_an_existing_environment() -> Non
 
 def test_a_missing_serverless_profile_says_how_to_add_it() -> None:
     with pytest.raises(
-        InputError, match="az containerapp env workload-profile add .* Consumption-GPU-NC8as-T4"
+        InputError, match=r"az containerapp env workload-profile add .* Consumption-GPU-NC8as-T4"
     ):
         run(
             fine_tuning_subscription(),
