@@ -152,28 +152,42 @@ def deploy(
             _report(arm, name, seen, progress)
         result = poller.result()
     except HttpResponseError as error:
-        _report_failure(arm, name, progress)
+        _report_failure(arm, name, error.error, progress)
         raise OperationError(
             f"deployment {name} failed: {arm_error_text(error)}; failed operations are listed above"
         ) from error
     _report(arm, name, seen, progress)
     state = str(result.properties.provisioning_state or "")
     if state.lower() != "succeeded":
-        _report_failure(arm, name, progress)
         failure = result.properties.error
+        _report_failure(arm, name, failure, progress)
         reason = arm_error_text(failure) if failure is not None else state
         raise OperationError(f"deployment {name} ended {state}: {reason}")
     return outputs_of(result)
 
 
-def _report_failure(arm: Arm, name: str, progress: Progress) -> None:
+def nested_errors(error: Any) -> Iterator[str]:
+    """The innermost errors of an ARM error (its `details`, recursively), as one line each."""
+    details = list(getattr(error, "details", None) or [])
+    if not details:
+        yield arm_error_text(error)
+        return
+    for detail in details:
+        yield from nested_errors(detail)
+
+
+def _report_failure(arm: Arm, name: str, error: Any, progress: Progress) -> None:
+    """Each failed operation's code, message and target; else the error's nested details."""
     try:
         failed = [line for line in _operations(arm, name) if line.error]
-    except OperationError as error:
-        progress(f"could not list the failed operations: {error}")
-        return
+    except OperationError as listing:
+        progress(f"could not list the failed operations: {listing}")
+        failed = []
     for line in failed:
         progress(f"failed    {line.resource}: {line.error}")
+    if not failed and error is not None:
+        for text in nested_errors(error):
+            progress(f"failed    {text}")
 
 
 def outputs_of(deployment: Any) -> dict[str, Any]:
