@@ -31,7 +31,10 @@ class Context:
     def progress(self, message: str) -> None:
         from rich.console import Console
 
-        Console(stderr=True, highlight=False).print(f"[dim]· {message}[/dim]", markup=True)
+        # soft_wrap: a long line stays one line in logs and captured output.
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[dim]· {message}[/dim]", markup=True
+        )
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> None:

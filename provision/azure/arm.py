@@ -24,7 +24,8 @@ SIGN_IN = (
 
 def arm_error_text(error: Any) -> str:
     """ARM's code, message and target of an HttpResponseError (or an ODataV4Format error)."""
-    detail = getattr(error, "error", None) or error
+    # An exception carries ARM's error in `.error`; an error object is the detail itself.
+    detail = (getattr(error, "error", None) or error) if isinstance(error, Exception) else error
     code = getattr(detail, "code", None) or "Error"
     message = getattr(detail, "message", None) or str(error)
     target = getattr(detail, "target", None)

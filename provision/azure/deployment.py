@@ -42,6 +42,11 @@ class DeploymentRecord:
         write_json_atomic(path, self.__dict__)
 
 
+def state_of(value: Any) -> str:
+    """A provisioning state as ARM spells it (the SDK hands out enum members or strings)."""
+    return str(getattr(value, "value", value) or "")
+
+
 def digest(template: Mapping[str, Any], parameters: Mapping[str, Any]) -> str:
     """Of the compiled template and the non-secret parameters: keys are kept across runs."""
     text = json.dumps({"template": template, "parameters": parameters}, sort_keys=True)
@@ -109,7 +114,7 @@ def _operations(arm: Arm, deployment: str, depth: int = 0) -> Iterator[Operation
             continue
         resource_type = str(target.resource_type or "")
         resource = f"{resource_type} {target.resource_name}"
-        state = str(properties.provisioning_state or "")
+        state = state_of(properties.provisioning_state)
         error = None
         message = properties.status_message
         if state.lower() == "failed" and message is not None:
@@ -157,7 +162,7 @@ def deploy(
             f"deployment {name} failed: {arm_error_text(error)}; failed operations are listed above"
         ) from error
     _report(arm, name, seen, progress)
-    state = str(result.properties.provisioning_state or "")
+    state = state_of(result.properties.provisioning_state)
     if state.lower() != "succeeded":
         failure = result.properties.error
         _report_failure(arm, name, failure, progress)
@@ -204,7 +209,7 @@ def succeeded_outputs(arm: Arm, name: str) -> dict[str, Any] | None:
             found = arm.deployments.deployments.get(arm.group, name)
         except ResourceNotFoundError:
             return None
-    if str(found.properties.provisioning_state or "").lower() != "succeeded":
+    if state_of(found.properties.provisioning_state).lower() != "succeeded":
         return None
     return outputs_of(found)
 

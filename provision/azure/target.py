@@ -158,13 +158,7 @@ class AzureTarget:
         values = _values(request, preflight)
         fingerprint = digest(template, values)
         if settings.what_if:
-            keys = self._keys_for(arm, request, preflight, environ)
-            changes = what_if(arm, request.deployment_name, template, values | keys)
-            return ProvisionPlan(
-                target=self.name,
-                request=request.describe() | {"dry_run": False, "what_if": True},
-                changes=tuple(change.__dict__ for change in changes),
-            )
+            return self._what_if(arm, request, preflight, template, values, environ)
         skipped = self._unchanged_outputs(arm, request, fingerprint, settings.force)
         if skipped is not None:
             progress(
@@ -179,7 +173,7 @@ class AzureTarget:
             arm.create_resource_group(preflight.location, {CREATED_BY_TAG: CREATED_BY})
         keys = self._keys_for(arm, request, preflight, environ)
         progress(f"deploying {TEMPLATE_FILE} as {request.deployment_name} (several minutes)")
-        outputs = deploy(arm, request.deployment_name, template, values | keys, progress)
+        outputs = deploy(arm, request.deployment_name, template, {**values, **keys}, progress)
         DeploymentRecord(
             request.deployment_name,
             request.scope.subscription_id,
@@ -199,6 +193,34 @@ class AzureTarget:
             skipped=False,
             progress=progress,
             created=not preflight.app_exists,
+        )
+
+    def _what_if(
+        self,
+        arm: Arm,
+        request: ProvisionRequest,
+        preflight: Preflight,
+        template: Mapping[str, Any],
+        values: Mapping[str, Any],
+        environ: Mapping[str, str],
+    ) -> ProvisionPlan:
+        if preflight.group_exists:
+            keys = self._keys_for(arm, request, preflight, environ)
+            changes = [
+                change.__dict__
+                for change in what_if(arm, request.deployment_name, template, {**values, **keys})
+            ]
+        else:
+            # ARM's what-if needs the resource group: without one, everything is new.
+            group = request.scope.resource_group
+            changes = [
+                {"change_type": "Create", "resource_id": f"resource group {group}"},
+                *({"change_type": "Create", "resource_id": what} for what in preflight.created),
+            ]
+        return ProvisionPlan(
+            target=self.name,
+            request=request.describe() | {"dry_run": False, "what_if": True},
+            changes=tuple(changes),
         )
 
     def _keys_for(
