@@ -45,3 +45,31 @@ def write_parameters(project: Path, document: Any) -> None:
 
 def parameters_document(**values: Any) -> dict[str, Any]:
     return {"parameters": {name: {"value": value} for name, value in values.items()}}
+
+
+# Each bad parameters file: (case, file content, what the one-line error contains).
+BAD_FILES: list[tuple[str, Any, str]] = [
+    ("malformed JSON", '{"parameters": {\n  "acaAppName": {"value": }\n}}', "not valid JSON"),
+    (
+        "template syntax error",
+        '{"parameters": {"acaAppName": {"value": "{{ env.X "}}}',
+        "template syntax error",
+    ),
+    (
+        "undefined env",
+        parameters_document(acaAppName="{{ env.NOT_SET_ANYWHERE }}"),
+        "NOT_SET_ANYWHERE",
+    ),
+    ("unknown name", parameters_document(gpuProfile="NC24-A100"), "unknown parameter 'gpuProfile'"),
+    ("invalid name", parameters_document(acaAppName="My_App"), "acaAppName 'My_App'"),
+    (
+        "value outside @allowed",
+        parameters_document(gpuProfileType="H100"),
+        "gpuProfileType 'H100'",
+    ),
+    (
+        "integer out of range",
+        parameters_document(maximumInstanceCount=99),
+        "maximumInstanceCount 99",
+    ),
+]

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from provision.cli import cli
 from tests.provision.azure.projects import (
+    BAD_FILES,
     SUFFIX,
     ai_toolkit_project,
     copy_templates,
@@ -80,33 +81,6 @@ def test_dry_run_never_shows_a_key_given_in_the_environment(
     assert result.exit_code == 0, result.output
     assert key not in result.output
     assert "ACA_INFER_API_KEY_PRIMARY" in result.output
-
-
-BAD_FILES: list[tuple[str, Any, str]] = [
-    ("malformed JSON", '{"parameters": {\n  "acaAppName": {"value": }\n}}', "not valid JSON"),
-    (
-        "template syntax error",
-        '{"parameters": {"acaAppName": {"value": "{{ env.X "}}}',
-        "template syntax error",
-    ),
-    (
-        "undefined env",
-        parameters_document(acaAppName="{{ env.NOT_SET_ANYWHERE }}"),
-        "NOT_SET_ANYWHERE",
-    ),
-    ("unknown name", parameters_document(gpuProfile="NC24-A100"), "unknown parameter 'gpuProfile'"),
-    ("invalid name", parameters_document(acaAppName="My_App"), "acaAppName 'My_App'"),
-    (
-        "value outside @allowed",
-        parameters_document(gpuProfileType="H100"),
-        "gpuProfileType 'H100'",
-    ),
-    (
-        "integer out of range",
-        parameters_document(maximumInstanceCount=99),
-        "maximumInstanceCount 99",
-    ),
-]
 
 
 @pytest.mark.parametrize(("case", "document", "expected"), BAD_FILES, ids=[c[0] for c in BAD_FILES])

@@ -13,7 +13,7 @@ from provision.azure.uniquestring import unique_string
 from tests.azure_double.faults import Fault
 from tests.azure_double.server import AzureDouble
 from tests.provision.azure.double_project import Session, without_az
-from tests.provision.azure.projects import copy_templates
+from tests.provision.azure.projects import BAD_FILES, copy_templates, write_parameters
 
 GROUP = "rg-infer"
 LOCATION = "westus3"
@@ -201,3 +201,140 @@ def test_what_if_in_an_existing_group_shows_arms_changes_and_deploys_nothing(
     assert "What-if:" in result.stdout
     assert "Microsoft.App/containerApps" in result.stdout
     assert session.writes()[writes_before:] == []
+
+
+def fine_tuning_run(session: Session, group: str) -> dict[str, str]:
+    """What the AI Toolkit's fine-tuning template leaves in a resource group, made with the SDK:
+    storage account + 1 TiB share, workspace, environment with a `GPU` NC24-A100 profile and its
+    ReadWrite storage entry."""
+    from azure.mgmt.appcontainers import ContainerAppsAPIClient
+    from azure.mgmt.loganalytics import LogAnalyticsManagementClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+    from azure.mgmt.storage import StorageManagementClient
+
+    from tests.azure_double.apps_testing import DoubleCredential, client_kwargs
+
+    double = session.double
+    double.retry_after_s = 0
+    credential, kwargs = DoubleCredential(double), client_kwargs(double)
+    subscription = double.subscription_id
+    found = names(session, group)
+    account, share = found["storageAccountName"], found["fileShareName"]
+    ResourceManagementClient(credential, subscription, **kwargs).resource_groups.create_or_update(
+        group, {"location": LOCATION}
+    )
+    storage = StorageManagementClient(credential, subscription, **kwargs)
+    storage.storage_accounts.begin_create(
+        group,
+        account,
+        {"location": LOCATION, "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
+    ).result()
+    storage.file_shares.create(group, account, share, {"properties": {"shareQuota": 1024}})
+    LogAnalyticsManagementClient(
+        credential, subscription, **kwargs
+    ).workspaces.begin_create_or_update(
+        group, found["acaLogAnalyticsName"], {"location": LOCATION}
+    ).result()
+    apps = ContainerAppsAPIClient(credential, subscription, **kwargs)
+    apps.managed_environments.begin_create_or_update(
+        group,
+        found["acaEnvironmentName"],
+        {
+            "location": LOCATION,
+            "properties": {
+                "workloadProfiles": [
+                    {"name": "Consumption", "workloadProfileType": "Consumption"},
+                    {
+                        "name": "GPU",
+                        "workloadProfileType": "NC24-A100",
+                        "minimumCount": 0,
+                        "maximumCount": 1,
+                    },
+                ]
+            },
+        },
+    ).result()
+    apps.managed_environments_storages.create_or_update(
+        group,
+        found["acaEnvironmentName"],
+        found["acaEnvironmentStorageName"],
+        {
+            "properties": {
+                "azureFile": {
+                    "accountName": account,
+                    "accountKey": double.storage_account_keys(account)[0],
+                    "shareName": share,
+                    "accessMode": "ReadWrite",
+                }
+            }
+        },
+    )
+    return found
+
+
+def test_an_ai_toolkit_project_reuses_the_fine_tuning_resources_untouched(
+    azure_double: AzureDouble, tmp_path: Path
+) -> None:
+    from tests.provision.azure.projects import ai_toolkit_project
+
+    group = "rg-finetune"
+    project = ai_toolkit_project(tmp_path / "project", azure_double.subscription_id, group)
+    session = Session(azure_double, project)
+    session.double.config.extra["probe_time_scale"] = 0.05
+    # The fine-tuning run's names derive from its resource group, as the AI Toolkit's do.
+    found = fine_tuning_run(session, group)
+    (project / "infra/finetuning.config.json").write_text(
+        (project / "infra/finetuning.config.json")
+        .read_text()
+        .replace("ab12c", found["storageAccountName"].removeprefix("aistorage"))
+    )
+    session.seed_app(found["storageAccountName"], found["fileShareName"])
+    fine_tuning_ids = [
+        f"{session.group_id(group)}/providers/{path}"
+        for path in (
+            f"Microsoft.Storage/storageAccounts/{found['storageAccountName']}",
+            f"Microsoft.Storage/storageAccounts/{found['storageAccountName']}/fileServices/default"
+            f"/shares/{found['fileShareName']}",
+            f"Microsoft.OperationalInsights/workspaces/{found['acaLogAnalyticsName']}",
+            f"Microsoft.App/managedEnvironments/{found['acaEnvironmentName']}",
+            f"Microsoft.App/managedEnvironments/{found['acaEnvironmentName']}/storages/"
+            f"{found['acaEnvironmentStorageName']}",
+        )
+    ]
+    before = {resource_id: session.resource(resource_id) for resource_id in fine_tuning_ids}
+    assert all(before.values())
+    writes_before = len(session.writes())
+
+    result = session.provision()  # everything from finetuning.config.json and the AI Toolkit file
+    assert result.exit_code == 0, result.stderr
+    assert "defaultCommands are the AI Toolkit's" in result.stderr
+    assert f"reusing environment {found['acaEnvironmentName']}" in result.stderr
+    assert {resource_id: session.resource(resource_id) for resource_id in fine_tuning_ids} == before
+    # The only write is the deployment; a re-PUT by it would have changed the bodies above
+    # (the template's share quota, mount mode and tags differ from the fine-tuning run's).
+    written = [write for write in session.writes()[writes_before:]]
+    assert written and all("/providers/Microsoft.Resources/deployments/" in w for w in written)
+
+    app = session.resource(
+        f"{session.group_id(group)}/providers/Microsoft.App/containerApps/{found['acaAppName']}"
+    )
+    assert app is not None
+    assert app["properties"]["workloadProfileName"] == "GPU"
+    container = app["properties"]["template"]["containers"][0]
+    assert container["command"] == ["python", "/mount/app/bootstrap.py"]
+    config = session.config()
+    assert config["STORAGE_ACCOUNT_NAME"] == found["storageAccountName"]
+    assert config["FILE_SHARE_NAME"] == found["fileShareName"]
+    assert config["ACA_APP_ENDPOINT"].startswith("https://")
+
+
+@pytest.mark.parametrize(("case", "document", "expected"), BAD_FILES, ids=[c[0] for c in BAD_FILES])
+def test_each_bad_parameter_file_stops_before_any_request(
+    session: Session, case: str, document: object, expected: str
+) -> None:
+    write_parameters(session.project, document)
+    result = session.provision("-g", GROUP, "-l", LOCATION)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0]
+    assert session.double.requests == []
