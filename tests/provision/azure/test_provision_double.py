@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -229,30 +230,30 @@ def fine_tuning_run(session: Session, group: str) -> dict[str, str]:
         account,
         {"location": LOCATION, "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
     ).result()
-    storage.file_shares.create(group, account, share, {"properties": {"shareQuota": 1024}})
+    share_body: Any = {"properties": {"shareQuota": 1024}}
+    storage.file_shares.create(group, account, share, share_body)
     LogAnalyticsManagementClient(
         credential, subscription, **kwargs
     ).workspaces.begin_create_or_update(
         group, found["acaLogAnalyticsName"], {"location": LOCATION}
     ).result()
     apps = ContainerAppsAPIClient(credential, subscription, **kwargs)
-    apps.managed_environments.begin_create_or_update(
-        group,
-        found["acaEnvironmentName"],
-        {
-            "location": LOCATION,
-            "properties": {
-                "workloadProfiles": [
-                    {"name": "Consumption", "workloadProfileType": "Consumption"},
-                    {
-                        "name": "GPU",
-                        "workloadProfileType": "NC24-A100",
-                        "minimumCount": 0,
-                        "maximumCount": 1,
-                    },
-                ]
-            },
+    environment: Any = {
+        "location": LOCATION,
+        "properties": {
+            "workloadProfiles": [
+                {"name": "Consumption", "workloadProfileType": "Consumption"},
+                {
+                    "name": "GPU",
+                    "workloadProfileType": "NC24-A100",
+                    "minimumCount": 0,
+                    "maximumCount": 1,
+                },
+            ]
         },
+    }
+    apps.managed_environments.begin_create_or_update(
+        group, found["acaEnvironmentName"], environment
     ).result()
     apps.managed_environments_storages.create_or_update(
         group,
