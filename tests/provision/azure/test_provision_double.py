@@ -328,6 +328,15 @@ def test_an_ai_toolkit_project_reuses_the_fine_tuning_resources_untouched(
     assert config["FILE_SHARE_NAME"] == found["fileShareName"]
     assert config["ACA_APP_ENDPOINT"].startswith("https://")
 
+    keys = session.aca("keys", "show", "--target", "azure").stdout
+    writes_before = len(session.writes())
+    again = session.provision()
+    assert again.exit_code == 0, again.stderr
+    assert "skipping it" in again.stderr
+    assert session.writes()[writes_before:] == []
+    assert {resource_id: session.resource(resource_id) for resource_id in fine_tuning_ids} == before
+    assert session.aca("keys", "show", "--target", "azure").stdout == keys
+
 
 @pytest.mark.parametrize(("case", "document", "expected"), BAD_FILES, ids=[c[0] for c in BAD_FILES])
 def test_each_bad_parameter_file_stops_before_any_request(
