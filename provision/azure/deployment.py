@@ -84,7 +84,7 @@ def what_if(
     changes = getattr(getattr(result, "properties", None), "changes", None) or []
     return [
         WhatIfChange(
-            change_type=str(change.change_type),
+            change_type=state_of(change.change_type),
             resource_id=str(change.resource_id or change.symbolic_name or ""),
             properties_changed=tuple(str(d.path) for d in (change.delta or [])),
         )

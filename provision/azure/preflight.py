@@ -69,6 +69,7 @@ class Preflight:
     app_exists: bool
     reused: tuple[str, ...]
     created: tuple[str, ...]
+    updated: tuple[str, ...]  # made by an earlier provision: the template manages them again
     notes: tuple[str, ...]
 
 
@@ -87,13 +88,14 @@ def run_preflight(
     overrides: dict[str, Any] = {"location": location}
     reused: list[str] = []
     created: list[str] = []
+    updated: list[str] = []
     notes: list[str] = []
 
     account, share = value("storageAccountName"), value("fileShareName")
     existing_account = api.storage_account(account)
     if _ours(existing_account):
         overrides["useExistingStorageAccount"] = False
-        created += [f"storage account {account} (updated)", f"file share {share} (updated)"]
+        updated += [f"storage account {account}", f"file share {share}"]
     elif existing_account is not None:
         if not api.file_share_exists(account, share):
             raise InputError(
@@ -127,11 +129,11 @@ def run_preflight(
         if environment is None:
             _check_profile_offered(api, request.profile_type, location)
         overrides["useExistingEnvironment"] = False
-        created.append(f"environment {environment_name}" + (" (updated)" if environment else ""))
+        (updated if environment else created).append(f"environment {environment_name}")
         existing_workspace = api.workspace(workspace)
         if _ours(existing_workspace):
             overrides["useExistingLogAnalytics"] = False
-            created.append(f"Log Analytics workspace {workspace} (updated)")
+            updated.append(f"Log Analytics workspace {workspace}")
         elif existing_workspace is not None:
             overrides["useExistingLogAnalytics"] = True
             reused.append(f"Log Analytics workspace {workspace}")
@@ -145,8 +147,10 @@ def run_preflight(
     if app is None:
         _check_quota(api, profile_type, overrides["location"])
         created.append(f"container app {app_name}")
-    elif app.tags.get(CREATED_BY_TAG) != CREATED_BY:
+    elif not _ours(app):
         notes.append(f"container app {app_name} exists and was not made by aca-infer: replacing it")
+    else:
+        updated.append(f"container app {app_name}")
 
     tags = dict(value("tags") or {})
     tags[CREATED_BY_TAG] = CREATED_BY  # only created resources get tags: reused ones are not PUT
@@ -158,6 +162,7 @@ def run_preflight(
         app_exists=app is not None,
         reused=tuple(reused),
         created=tuple(created),
+        updated=tuple(updated),
         notes=tuple(notes),
     )
 

@@ -148,12 +148,6 @@ class AzureTarget:
             progress(note)
         arm = Arm(request.scope)
         preflight = run_preflight(arm, request, progress)
-        for line in (
-            *(f"reusing {what} (referenced, not modified)" for what in preflight.reused),
-            *(f"creating {what}" for what in preflight.created),
-            *preflight.notes,
-        ):
-            progress(line)
         template = compile_template(self.project_dir / TEMPLATE_FILE, environ)
         values = _values(request, preflight)
         fingerprint = digest(template, values)
@@ -166,6 +160,13 @@ class AzureTarget:
                 "skipping it (--force deploys anyway)"
             )
             return self._finish(request, values, skipped, skipped=True, progress=progress)
+        for line in (
+            *(f"reusing {what} (referenced, not modified)" for what in preflight.reused),
+            *(f"updating {what} (created by aca-infer)" for what in preflight.updated),
+            *(f"creating {what}" for what in preflight.created),
+            *preflight.notes,
+        ):
+            progress(line)
         if not preflight.group_exists:
             progress(
                 f"creating resource group {request.scope.resource_group} in {preflight.location}"
