@@ -236,6 +236,7 @@ class ModelList(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     release: str
+    instance_id: str
 
 
 class Readiness(BaseModel):

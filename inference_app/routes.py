@@ -40,7 +40,8 @@ def request_id(request: Request) -> str:
 
 @router.get("/health", response_model=Health, tags=["operations"])
 async def health(request: Request) -> Health:
-    return Health(release=services(request).release)
+    found = services(request)
+    return Health(release=found.release, instance_id=found.instance_id)
 
 
 @router.get(

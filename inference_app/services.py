@@ -22,6 +22,7 @@ class Services:
     score: ScoreService
     metrics: Metrics
     release: str
+    instance_id: str
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     @classmethod
@@ -43,4 +44,5 @@ class Services:
             score=ScoreService(generation),
             metrics=metrics,
             release=settings.release,
+            instance_id=settings.instance_id,
         )

@@ -47,6 +47,7 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 7860
     release: str = "unknown"
+    instance_id: str = "unknown"
     max_batch_size: int = 16
     max_queue: int = 128
     default_max_tokens: int = 512
@@ -112,6 +113,12 @@ OPTIONS: tuple[_Option, ...] = (
     _Option("--host", "ACA_INFER_HOST", "0.0.0.0", "address to listen on"),
     _Option("--port", "ACA_INFER_PORT", "7860", "port to listen on"),
     _Option("--release", "ACA_INFER_RELEASE", "unknown", "release id reported by /health"),
+    _Option(
+        "--instance-id",
+        "ACA_INFER_INSTANCE_ID",
+        "unknown",
+        "id of this start, set by the deploy and reported by /health (proves who answers)",
+    ),
     _Option("--max-batch-size", "ACA_INFER_MAX_BATCH_SIZE", "16", "sequences per forward pass"),
     _Option("--max-queue", "ACA_INFER_MAX_QUEUE", "128", "waiting requests before 429"),
     _Option(
@@ -191,6 +198,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         host=get("host", _text),
         port=get("port", _int_between(1, 65535)),
         release=raw["release"][1] or "unknown",
+        instance_id=raw["instance_id"][1] or "unknown",
         max_batch_size=get("max_batch_size", _int_between(1, 4096)),
         max_queue=get("max_queue", _int_between(1, 1_000_000)),
         default_max_tokens=get("default_max_tokens", _int_between(1, 1_000_000)),

@@ -85,7 +85,8 @@ set_option = click.option(
     "set_flags",
     multiple=True,
     metavar="NAME=VALUE",
-    help="Override a template parameter (highest precedence; repeatable).",
+    help="Set a template parameter (highest precedence; repeatable). The value is kept for the "
+    "target until changed; NAME=null forgets it.",
 )
 timeout_option = click.option(
     "--ready-timeout",
@@ -158,7 +159,11 @@ def _show(state: Context, result: Any, target: str) -> None:
 
 
 def _provision(
-    state: Context, target: str, set_flags: tuple[str, ...], **azure_options: Any
+    state: Context,
+    target: str,
+    set_flags: tuple[str, ...],
+    deploy_follows: bool = False,
+    **azure_options: Any,
 ) -> Any:
     from provision.targets import ProvisionSettings
 
@@ -167,7 +172,12 @@ def _provision(
         raise click.UsageError(f"{given[0]} is an option of --target azure")
     ask = _prompt if sys.stdin.isatty() else None
     settings = ProvisionSettings(
-        target=target, set_flags=set_flags, environ=dict(os.environ), ask=ask, **azure_options
+        target=target,
+        set_flags=set_flags,
+        environ=dict(os.environ),
+        deploy_follows=deploy_follows,
+        ask=ask,
+        **azure_options,
     )
     return _target(state, target).provision(settings, state.progress)
 
@@ -176,22 +186,22 @@ def _prompt(question: str) -> str:
     return str(click.prompt(question, err=True))
 
 
-def _deploy(
-    state: Context,
-    target: str,
-    app_dir: Path | None,
-    ready_timeout: float,
-    break_lock: bool,
-    restart: bool,
+def _deploy_settings(
+    state: Context, app_dir: Path | None, ready_timeout: float, break_lock: bool, restart: bool
 ) -> Any:
-    from provision.deploy import DeploySettings, deploy
+    from provision.deploy import DeploySettings
 
-    settings = DeploySettings(
+    return DeploySettings(
         source_dir=(app_dir or state.project_dir / "inference_app").resolve(),
         ready_timeout=ready_timeout,
         break_lock=break_lock,
         restart=restart,
     )
+
+
+def _deploy(state: Context, target: str, settings: Any) -> Any:
+    from provision.deploy import deploy
+
     return deploy(_target(state, target), settings, state.progress)
 
 
@@ -254,7 +264,7 @@ def provision(state: Context, target: str, set_flags: tuple[str, ...], **azure: 
 @pass_state
 def deploy(state: Context, target: str, **options: Any) -> None:
     """Sync the inference code to the share as a new release and restart the replica."""
-    _show(state, _deploy(state, target, **options), target)
+    _show(state, _deploy(state, target, _deploy_settings(state, **options)), target)
 
 
 @cli.command()
@@ -264,8 +274,9 @@ def deploy(state: Context, target: str, **options: Any) -> None:
 @pass_state
 def up(state: Context, target: str, set_flags: tuple[str, ...], **options: Any) -> None:
     """Provision, then deploy."""
-    provisioned = _provision(state, target, set_flags)
-    deployed = _deploy(state, target, **options)
+    settings = _deploy_settings(state, **options)  # bad deploy options change nothing
+    provisioned = _provision(state, target, set_flags, deploy_follows=True)
+    deployed = _deploy(state, target, settings)
     _show(state, {"provision": provisioned, "deploy": deployed}, target)
 
 
@@ -335,7 +346,9 @@ def status(state: Context, target: str) -> None:
 @pass_state
 def logs(state: Context, target: str, lines: int) -> None:
     """Print the replica's latest log lines."""
-    click.echo(_target(state, target).replica.logs(lines))
+    from provision.client import logs as read_logs
+
+    _show(state, read_logs(_target(state, target), lines), target)
 
 
 @cli.group()

@@ -1,4 +1,9 @@
-"""Talking to a deployed endpoint: a chat completion (`invoke`), the replica's state (`status`)."""
+"""Talking to a deployed endpoint: a chat completion (`invoke`), the replica's state (`status`),
+its logs.
+
+Nothing is sent to a server before its /health proves it is the target's replica (release and
+instance id of this start, see `readiness`): never an API key to whatever answers on the port.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,13 @@ from typing import Any
 import httpx
 
 from provision.errors import InputError, OperationError
-from provision.readiness import probe_ready
+from provision.readiness import check_identity, probe
 from provision.release import CURRENT, PREVIOUS
 from provision.share import read_text_or_none
-from provision.targets import Target
+from provision.targets import LogsResult, ReplicaIdentity, Target
+
+# A 429 means "busy, retry": the request itself was fine.
+_RETRYABLE_CLIENT_ERRORS = frozenset({429})
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,9 @@ class StatusResult:
     reason: str
     release: str | None
     previous_release: str | None
+    instance_id: str | None = None
+    # Parameters changed since the replica started: the next deploy (or `up`) applies them.
+    restart_pending: list[str] | None = None
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -58,8 +69,21 @@ def _error_message(response: httpx.Response) -> str:
         return response.text[:200]
 
 
+def _identified(target: Target, client: httpx.Client) -> ReplicaIdentity:
+    """The replica, once its /health proves it answers on the endpoint; else OperationError."""
+    identity = target.replica.identity()
+    if identity is None:
+        raise OperationError(
+            f"the {target.name} replica is not running; start it: aca-infer deploy "
+            f"--target {target.name}"
+        )
+    not_ours = check_identity(client, identity)
+    if not_ours is not None:
+        raise OperationError(f"{not_ours}; the API key was not sent (check `aca-infer status`)")
+    return identity
+
+
 def invoke(target: Target, settings: InvokeSettings) -> InvokeResult:
-    endpoint = target.endpoint()
     messages = [{"role": "system", "content": settings.system}] if settings.system else []
     messages.append({"role": "user", "content": settings.message})
     body: dict[str, Any] = {"messages": messages, "max_tokens": settings.max_tokens}
@@ -67,19 +91,20 @@ def invoke(target: Target, settings: InvokeSettings) -> InvokeResult:
         body["model"] = settings.model
     if settings.temperature is not None:
         body["temperature"] = settings.temperature
-    headers = {"Authorization": f"Bearer {target.keys().primary}"}
-    try:
-        response = httpx.post(
-            f"{endpoint}/v1/chat/completions", json=body, headers=headers, timeout=settings.timeout
-        )
-    except httpx.HTTPError as error:
-        raise OperationError(
-            f"{endpoint} is not answering ({type(error).__name__}); check `aca-infer status`"
-        ) from error
+    with httpx.Client(timeout=settings.timeout) as client:
+        endpoint = _identified(target, client).endpoint
+        headers = {"Authorization": f"Bearer {target.keys().primary}"}
+        try:
+            response = client.post(f"{endpoint}/v1/chat/completions", json=body, headers=headers)
+        except httpx.HTTPError as error:
+            raise OperationError(
+                f"{endpoint} is not answering ({type(error).__name__}); check `aca-infer status`"
+            ) from error
     if response.status_code != 200:
-        raise OperationError(
-            f"{endpoint} answered {response.status_code}: {_error_message(response)}"
-        )
+        message = f"{endpoint} answered {response.status_code}: {_error_message(response)}"
+        if response.is_client_error and response.status_code not in _RETRYABLE_CLIENT_ERRORS:
+            raise InputError(message)
+        raise OperationError(message)
     completion = response.json()
     choice = completion["choices"][0]
     return InvokeResult(
@@ -92,20 +117,27 @@ def invoke(target: Target, settings: InvokeSettings) -> InvokeResult:
 
 
 def status(target: Target) -> StatusResult:
-    endpoint = target.endpoint()
-    running = target.replica.is_running()
+    identity = target.replica.identity()
     ready, reason = False, "the replica is not running"
-    if running:
+    if identity is not None:
         with httpx.Client(timeout=5.0) as client:
-            ready, reason = probe_ready(client, f"{endpoint}/ready")
+            ready, reason = probe(client, identity)
     share = target.share
     return StatusResult(
         target=target.name,
-        endpoint=endpoint,
-        ui_url=target.ui_url(),
-        running=running,
+        # Where the running replica answers (a changed port applies at the next deploy).
+        endpoint=identity.endpoint if identity else target.endpoint(),
+        ui_url=f"{identity.endpoint}/ui" if identity else target.ui_url(),
+        running=identity is not None,
         ready=ready,
         reason=reason,
         release=read_text_or_none(share, CURRENT),
         previous_release=read_text_or_none(share, PREVIOUS),
+        instance_id=identity.instance_id if identity else None,
+        restart_pending=target.replica.settings_changed(),
     )
+
+
+def logs(target: Target, lines: int) -> LogsResult:
+    text = target.replica.logs(lines)
+    return LogsResult(target=target.name, lines=text.splitlines())

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from provision.deploy_lock import deploy_lock
-from provision.errors import InputError, NotReadyError
+from provision.errors import AcaInferError, InputError, NotReadyError
 from provision.release import (
     BOOTSTRAP,
     CURRENT,
@@ -149,7 +149,10 @@ def _prune(share: Share) -> None:
 
 def _restart_and_wait(target: Target, timeout: float, progress: Progress) -> ReadyState:
     progress("restart the replica")
-    target.replica.restart()
+    try:
+        target.replica.restart()
+    except AcaInferError as error:  # e.g. its port was taken since the deploy checked it
+        return ReadyState(False, str(error))
     return target.replica.wait_ready(timeout, progress)
 
 
@@ -161,7 +164,10 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
         current = read_text_or_none(share, CURRENT)
         stats = sync_release(share, manifest, bodies, current, progress)
         new = manifest.release_id
-        if current == new and not settings.restart and target.replica.is_running():
+        changed = target.replica.settings_changed()
+        if changed:
+            progress(f"{', '.join(changed)} changed since the replica started: restart to apply")
+        if current == new and not (settings.restart or changed) and target.replica.is_running():
             state = target.replica.wait_ready(settings.ready_timeout, progress)
             if state.ready:
                 progress(f"release {new} is already live; nothing to restart")

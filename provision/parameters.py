@@ -1,8 +1,10 @@
 """Parameter resolution, in one place, highest first (DESIGN.md "Contracts"):
 
-`--set name=value` → `ACA_INFER_*` environment variables → the parameters file rendered as a
-jinja2 template → the fine-tuning run's `infra/finetuning.config.json` → the template defaults.
-Nulls are dropped at every level so that the default applies.
+`--set name=value` → `ACA_INFER_*` environment variables → the values given earlier for the
+target (`.aca-infer/<target>/parameters.json`, see `target_state`) → the parameters file rendered
+as a jinja2 template → the fine-tuning run's `infra/finetuning.config.json` → the template
+defaults. Nulls are dropped at every level so that the default applies. Every resolved value is
+then checked against the template's declarations (`template_params`) before anything is written.
 """
 
 from __future__ import annotations
@@ -18,8 +20,19 @@ from typing import Any
 import jinja2
 
 from provision.errors import InputError
+from provision.target_state import updated
+from provision.template_params import (
+    ParamDeclaration,
+    literal_defaults,
+    load_declarations,
+    parse_text_value,
+    validate_values,
+)
 
+TEMPLATE = Path("infra/provision/inference.bicep")
 PARAMETERS_FILE = Path("infra/provision/inference.parameters.json")
+# The templates of the aca-infer checkout this package runs from; a project's own copy wins.
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 FINETUNING_CONFIG = Path("infra/finetuning.config.json")
 ENV_PREFIX = "ACA_INFER_"
 
@@ -49,21 +62,42 @@ def env_name(parameter: str) -> str:
     return ENV_PREFIX + re.sub(r"(?<!^)(?=[A-Z])", "_", parameter).upper()
 
 
-def _parse_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
+def template_path(project_dir: Path) -> Path:
+    """The project's own template (`aca-infer init --eject`) when it has one, else ours."""
+    own = project_dir / TEMPLATE
+    return own if own.is_file() else _PACKAGE_ROOT / TEMPLATE
 
 
-def parse_set_flags(items: Iterable[str]) -> dict[str, Any]:
+def template_declarations(project_dir: Path) -> dict[str, ParamDeclaration]:
+    return load_declarations(template_path(project_dir))
+
+
+def parse_set_flags(
+    items: Iterable[str], declarations: Mapping[str, ParamDeclaration]
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for item in items:
         name, sep, raw = item.partition("=")
+        name = name.strip()
         if not sep or not name:
             raise InputError(f"--set {item!r}: expected name=value, e.g. --set modelPath=models/x")
-        values[name.strip()] = _parse_value(raw)
+        if name not in declarations:
+            raise InputError(
+                f"--set {name}: unknown parameter; known parameters: "
+                f"{', '.join(sorted(declarations))}"
+            )
+        values[name] = parse_text_value(raw, declarations[name])
     return values
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}); save it as UTF-8"
+        ) from None
 
 
 def read_parameters_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -71,13 +105,18 @@ def read_parameters_file(path: Path, environ: Mapping[str, str]) -> dict[str, An
     if not path.is_file():
         return {}
     engine = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    source = _read_text(path)
     try:
-        rendered = engine.from_string(path.read_text(encoding="utf-8")).render(env=environ)
+        rendered = engine.from_string(source).render(env=environ)
     except jinja2.UndefinedError as error:
         raise InputError(f"{path}: {error.message}; set that environment variable") from error
     except jinja2.TemplateSyntaxError as error:
         raise InputError(
             f"{path}:{error.lineno}: template syntax error: {error.message}"
+        ) from error
+    except Exception as error:  # an expression that fails while rendering, e.g. {{ 1/0 }}
+        raise InputError(
+            f"{path}: a template expression failed: {type(error).__name__}: {error}"
         ) from error
     try:
         document = json.loads(rendered)
@@ -101,7 +140,7 @@ def load_finetuning_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise InputError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from error
     if not isinstance(config, dict):
@@ -124,66 +163,49 @@ def _without_nulls(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Resolved:
-    """A parameter's value and the source it came from (for --dry-run and messages)."""
-
-    value: Any
-    source: str
-
-
-def resolve_with_sources(
-    project_dir: Path,
-    set_flags: Iterable[str],
-    environ: Mapping[str, str],
-    defaults: Mapping[str, Any],
-    known: Iterable[str] = (),
-    below_finetuning: Mapping[str, Resolved] | None = None,
-) -> dict[str, Resolved]:
-    """Merge every source, highest last; a name no source or default knows is a typo.
-
-    `below_finetuning` are values a target derives (e.g. the AI Toolkit's resource names) that
-    the fine-tuning config and everything above it override.
-    """
-    from_file = read_parameters_file(project_dir / PARAMETERS_FILE, environ)
-    from_finetuning = read_finetuning_config(project_dir / FINETUNING_CONFIG)
-    known_names = set(known) | set(defaults) | set(from_file) | set(from_finetuning)
-    from_flags = parse_set_flags(set_flags)
-    unknown = sorted(set(from_flags) - known_names)
-    if unknown:
-        raise InputError(
-            f"--set {unknown[0]}: unknown parameter; known parameters: "
-            f"{', '.join(sorted(known_names))}"
-        )
-    from_env = {
-        name: _parse_value(environ[env_name(name)])
-        for name in known_names
-        if env_name(name) in environ
-    }
-    merged: dict[str, Resolved] = {
-        name: Resolved(value, "default") for name, value in _without_nulls(defaults).items()
-    }
-    merged.update(below_finetuning or {})
-    for source, layer in (
-        (str(FINETUNING_CONFIG), from_finetuning),
-        (str(PARAMETERS_FILE), from_file),
-        ("environment", from_env),
-        ("--set", from_flags),
-    ):
-        for name, value in _without_nulls(layer).items():
-            label = f"{env_name(name)}" if source == "environment" else source
-            merged[name] = Resolved(value, label)
-    return merged
+class ResolvedParameters:
+    values: dict[str, Any]  # every parameter with a value, highest source first
+    origins: dict[str, str]  # where each value came from, for messages
+    stored: dict[str, Any]  # the values the target keeps after this run
 
 
 def resolve_parameters(
     project_dir: Path,
     set_flags: Iterable[str],
     environ: Mapping[str, str],
-    defaults: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Merge every source; a name no source or default knows is a typo, reported as such."""
-    resolved = resolve_with_sources(project_dir, set_flags, environ, defaults)
-    return {name: entry.value for name, entry in resolved.items()}
+    declarations: Mapping[str, ParamDeclaration],
+    stored: Mapping[str, Any],
+    stored_origin: str = "the values kept for the target",
+) -> ResolvedParameters:
+    """Merge every source and check every value against `declarations`; InputError (naming
+    each bad value, its rule and where it came from) before anything is written."""
+    from_flags = parse_set_flags(set_flags, declarations)
+    from_env = {
+        name: parse_text_value(environ[env_name(name)], declaration)
+        for name, declaration in declarations.items()
+        if env_name(name) in environ
+    }
+    # Secure values (keys) are never kept on disk; everything else given with --set is, and a
+    # null given forgets the kept value at once.
+    kept = updated(stored, {n: v for n, v in from_flags.items() if not declarations[n].secure})
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        ("the template default", literal_defaults(declarations)),
+        (str(FINETUNING_CONFIG), read_finetuning_config(project_dir / FINETUNING_CONFIG)),
+        (str(PARAMETERS_FILE), read_parameters_file(project_dir / PARAMETERS_FILE, environ)),
+        (stored_origin, kept),
+        ("environment", from_env),
+        ("--set", from_flags),
+    ]
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for origin, layer in layers:
+        for name, value in _without_nulls(layer).items():
+            values[name] = value
+            origins[name] = env_name(name) if origin == "environment" else origin
+    # A stored value is checked whenever it is in force; one that an environment variable
+    # overrides this time is checked when it applies again.
+    validate_values(values, declarations, origins)
+    return ResolvedParameters(values, origins, kept)
 
 
 def current_environment() -> dict[str, str]:

@@ -10,7 +10,7 @@ import click
 
 from provision.client import InvokeResult, StatusResult
 from provision.deploy import DeployResult, RollbackResult
-from provision.targets import ApiKeys, DownResult, ProvisionPlan, ProvisionResult
+from provision.targets import ApiKeys, DownResult, LogsResult, ProvisionPlan, ProvisionResult
 
 
 def _plain(value: Any) -> Any:
@@ -43,6 +43,15 @@ def _next_steps(target: str, endpoint: str, ui_url: str) -> list[str]:
     ]
 
 
+def _pending_lines(pending: list[str] | None, target: str) -> list[str]:
+    if not pending:
+        return []
+    return [
+        f"The running replica still uses the previous {', '.join(pending)}: the change takes "
+        f"effect at the next `aca-infer deploy --target {target}` (`aca-infer up` applies it now)."
+    ]
+
+
 def text(result: Any, target: str) -> str:
     if isinstance(result, ProvisionResult):
         verb = "Provisioned" if result.created else "Updated"
@@ -51,6 +60,7 @@ def text(result: Any, target: str) -> str:
         return "\n".join(
             [f"{verb} the {result.target} target; config: {result.config_path}"]
             + [f"  {name} = {value}" for name, value in sorted(result.parameters.items())]
+            + _pending_lines(result.restart_pending, target)
         )
     if isinstance(result, ProvisionPlan):
         return _plan_text(result)
@@ -70,7 +80,7 @@ def text(result: Any, target: str) -> str:
     if isinstance(result, DownResult):
         lines = ["Stopped the replica." if result.stopped else "No replica was running."]
         lines += [f"Removed {path}" for path in result.removed]
-        lines += [f"Kept {path} (model files; --purge removes them)" for path in result.kept]
+        lines += [f"Kept {path} (--purge removes it)" for path in result.kept]
         return "\n".join(lines)
     if isinstance(result, InvokeResult):
         return result.answer
@@ -82,8 +92,11 @@ def text(result: Any, target: str) -> str:
                 f"Replica:  {'running' if result.running else 'stopped'}, {state}",
                 f"Release:  {result.release or '-'} (previous {result.previous_release or '-'})",
                 *_next_steps(target, result.endpoint, result.ui_url),
+                *_pending_lines(result.restart_pending, target),
             ]
         )
+    if isinstance(result, LogsResult):
+        return "\n".join(result.lines)
     if isinstance(result, ApiKeys):
         return f"primary:   {result.primary}\nsecondary: {result.secondary}"
     if isinstance(result, dict):

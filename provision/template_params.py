@@ -18,8 +18,9 @@ silently ignored. A target with parameters of its own (the local target's `local
 them as `ParamDeclaration`s and passes them in the same mapping.
 
 Only `param` statements and their decorators are read, by the small scanner below, not the whole
-language: a full Bicep parser (pycep-parser) needs seconds per template and fails on any syntax it
-does not know yet anywhere in the file, while declarations are a small and stable part of the
+language: a full Bicep parser (pycep-parser) would be a runtime dependency of every command whose
+grammar lags the language, so syntax it does not know yet anywhere in a template (object spread,
+for one) would stop every provision, while declarations are a small and stable part of the
 grammar. The tests check this scanner against pycep-parser on every param of every template.
 """
 

@@ -18,23 +18,30 @@ from provision.azure.naming import (
 )
 from provision.azure.scope import Ask, Scope, ScopeFlags, resolve_scope
 from provision.azure.startup import REPLACED_NOTE, is_ai_toolkit_startup
-from provision.errors import InputError, PrerequisiteError
+from provision.errors import InputError
 from provision.parameters import (
     FINETUNING_CONFIG,
     PARAMETERS_FILE,
-    Resolved,
     env_name,
     load_finetuning_config,
-    resolve_with_sources,
+    resolve_parameters,
+    template_declarations,
 )
-from provision.template_params import ParamDeclaration, load_declarations, validate_values
+from provision.target_state import TargetState
+from provision.template_params import ParamDeclaration, validate_values
 
-TEMPLATE_FILE = Path("infra/provision/inference.bicep")
 REDACTED = "<redacted>"
 SECURE_PARAMETERS = ("apiKeyPrimary", "apiKeySecondary")
 # Decided by preflight from what exists: a resource that exists is referenced, never re-PUT.
 REUSE_SWITCHES = ("useExistingStorageAccount", "useExistingLogAnalytics", "useExistingEnvironment")
-USER_SOURCES = ("--set", str(PARAMETERS_FILE))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A parameter's value and where it came from (for --dry-run and messages)."""
+
+    value: Any
+    source: str
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class ProvisionRequest:
     deployment_name: str
     notes: tuple[str, ...] = ()
     secure_from_environment: Mapping[str, str] = field(default_factory=dict)
+    stored: Mapping[str, Any] = field(default_factory=dict)  # kept for the next run (no secrets)
 
     def value(self, name: str, default: Any = None) -> Any:
         entry = self.parameters.get(name)
@@ -99,6 +107,11 @@ def deployment_name(app_name: str) -> str:
     return f"aca-infer-{app_name}"[:64]
 
 
+STORED_ORIGIN = "the values kept for the azure target (.aca-infer/azure/parameters.json)"
+TEMPLATE_DEFAULT = "the template default"
+USER_SOURCES = ("--set", str(PARAMETERS_FILE), STORED_ORIGIN)
+
+
 def build_request(
     project_dir: Path,
     set_flags: tuple[str, ...],
@@ -106,16 +119,16 @@ def build_request(
     flags: ScopeFlags,
     ask: Ask | None,
 ) -> ProvisionRequest:
-    template = project_dir / TEMPLATE_FILE
-    if not template.is_file():
-        raise PrerequisiteError(
-            f"{template} is missing: the azure target deploys the project's Bicep templates"
-        )
-    declared = load_declarations(template)
-    known = set(declared)
+    declared = template_declarations(project_dir)
     finetuning = load_finetuning_config(project_dir / FINETUNING_CONFIG)
-    first = resolve_with_sources(project_dir, set_flags, environ, {}, known)
-    location = first.get("location")
+    state = TargetState(project_dir, "azure")
+    resolved = resolve_parameters(
+        project_dir, set_flags, environ, declared, state.load(), STORED_ORIGIN
+    )
+    parameters = {
+        name: Resolved(value, resolved.origins[name]) for name, value in resolved.values.items()
+    }
+    location = parameters.get("location")
     scope = resolve_scope(
         flags,
         environ,
@@ -123,16 +136,16 @@ def build_request(
         (location.value, location.source) if location else None,
         ask,
     )
+    # A name nobody gave is the AI Toolkit's name for it in this resource group.
     suffix = ai_toolkit_suffix(finetuning, scope.subscription_id, scope.resource_group)
-    derived = {
-        name: Resolved(value, f"AI Toolkit name ({suffix.source})")
-        for name, value in ai_toolkit_names(suffix.value).items()
-    }
-    resolved = resolve_with_sources(project_dir, set_flags, environ, {}, known, derived)
-    _reject_unknown(resolved, known)
-    secure_from_environment = _secure_values(resolved, environ)
+    for name, value in ai_toolkit_names(suffix.value).items():
+        given = parameters.get(name)
+        if given is None or given.source == TEMPLATE_DEFAULT:
+            parameters[name] = Resolved(value, f"AI Toolkit name ({suffix.source})")
+    secure_from_environment = _secure_values(parameters, environ)
     # Keys come from the environment or the app; what to reuse comes from what exists.
-    parameters = {n: e for n, e in resolved.items() if n not in SECURE_PARAMETERS + REUSE_SWITCHES}
+    for name in SECURE_PARAMETERS + REUSE_SWITCHES:
+        parameters.pop(name, None)
     if scope.location:
         parameters["location"] = Resolved(scope.location, scope.sources["location"])
     notes: list[str] = []
@@ -147,16 +160,8 @@ def build_request(
         deployment_name=deployment_name(str(parameters["acaAppName"].value)),
         notes=tuple(notes),
         secure_from_environment=secure_from_environment,
+        stored=resolved.stored,
     )
-
-
-def _reject_unknown(resolved: Mapping[str, Resolved], known: set[str]) -> None:
-    for name, entry in sorted(resolved.items()):
-        if name not in known:
-            raise InputError(
-                f"{entry.source}: unknown parameter {name!r}; known parameters: "
-                f"{', '.join(sorted(known))}"
-            )
 
 
 def _secure_values(resolved: Mapping[str, Resolved], environ: Mapping[str, str]) -> dict[str, str]:

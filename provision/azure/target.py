@@ -23,16 +23,13 @@ from provision.azure.deployment import (
 from provision.azure.naming import check_subscription_id
 from provision.azure.preflight import CREATED_BY, CREATED_BY_TAG, Preflight, run_preflight
 from provision.azure.profiles import cold_start_note
-from provision.azure.request import (
-    SECURE_PARAMETERS,
-    TEMPLATE_FILE,
-    ProvisionRequest,
-    build_request,
-)
+from provision.azure.request import SECURE_PARAMETERS, ProvisionRequest, build_request
 from provision.azure.scope import PUBLIC_ARM_ENDPOINT, Scope, ScopeFlags, arm_endpoint
 from provision.errors import OperationError, PrerequisiteError
 from provision.fsutil import read_json, write_json_atomic
 from provision.keys import PRIMARY, SECONDARY, generate_keys
+from provision.parameters import template_path
+from provision.target_state import TargetState
 from provision.targets import (
     ApiKeys,
     DownResult,
@@ -141,6 +138,8 @@ class AzureTarget:
         flags = ScopeFlags(
             settings.subscription, settings.resource_group, settings.location, settings.arm_endpoint
         )
+        if settings.deploy_follows:
+            self.share  # noqa: B018 - raises before anything is created: deploy cannot follow
         request = build_request(self.project_dir, settings.set_flags, environ, flags, settings.ask)
         if settings.dry_run:
             return ProvisionPlan(target=self.name, request=request.describe())
@@ -148,7 +147,8 @@ class AzureTarget:
             progress(note)
         arm = Arm(request.scope)
         preflight = run_preflight(arm, request, progress)
-        template = compile_template(self.project_dir / TEMPLATE_FILE, environ)
+        template_file = template_path(self.project_dir)
+        template = compile_template(template_file, environ)
         values = _values(request, preflight)
         fingerprint = digest(template, values)
         if settings.what_if:
@@ -173,7 +173,7 @@ class AzureTarget:
             )
             arm.create_resource_group(preflight.location, {CREATED_BY_TAG: CREATED_BY})
         keys = self._keys_for(arm, request, preflight, environ)
-        progress(f"deploying {TEMPLATE_FILE} as {request.deployment_name} (several minutes)")
+        progress(f"deploying {template_file.name} as {request.deployment_name} (several minutes)")
         outputs = deploy(arm, request.deployment_name, template, {**values, **keys}, progress)
         DeploymentRecord(
             request.deployment_name,
@@ -279,6 +279,7 @@ class AzureTarget:
         if request.scope.arm.url != PUBLIC_ARM_ENDPOINT:
             config["ARM_ENDPOINT"] = request.scope.arm.url
         write_json_atomic(self.config_path, config)
+        TargetState(self.project_dir, self.name).save(request.stored)
         progress(f"wrote {self.config_path}")
         shown = {name: value for name, value in values.items() if name not in SECURE_PARAMETERS}
         return ProvisionResult(

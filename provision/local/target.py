@@ -1,10 +1,12 @@
-"""The local target: `.aca-infer/local/` holds the share folder, the secrets (0600), the config
-and the replica's pid and log files."""
+"""The local target: `.aca-infer/local/` holds the share folder, the secrets (0600), the config,
+the replica's record and log, and the values given for the target (`parameters.json`: `down`
+keeps it, `down --purge` removes it)."""
 
 from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -12,9 +14,16 @@ from typing import Any
 from provision.errors import InputError, PrerequisiteError
 from provision.fsutil import read_json, write_json_atomic
 from provision.keys import PRIMARY, SECONDARY, generate_keys
-from provision.local.replica import LocalReplica
+from provision.local.replica import (
+    LocalReplica,
+    ReplicaLaunch,
+    ReplicaRecord,
+    port_is_free,
+    read_record,
+)
 from provision.local.share import LocalShare
-from provision.parameters import resolve_parameters
+from provision.parameters import resolve_parameters, template_declarations
+from provision.target_state import TargetState, state_dir
 from provision.targets import (
     ApiKeys,
     DownResult,
@@ -22,58 +31,70 @@ from provision.targets import (
     ProvisionResult,
     ProvisionSettings,
 )
+from provision.template_params import ParamDeclaration
 
-STATE_DIR = Path(".aca-infer/local")
+TARGET = "local"
 PREFERRED_PORT = 7860
 # The share holds the fine-tuned model beside the app area; `down` keeps it unless --purge.
 MODEL_AREAS = ("model-cache", "models")
 
-DEFAULTS: dict[str, Any] = {
-    "modelPath": "model-cache/microsoft/Phi-3-mini-4k-instruct",
-    "adapterPath": "models/qlora/qlora/gpu_model/adapter",
-    "localPort": 0,  # 0: the preferred port when free, else any free port
+# Parameters of the local target only; every other one is the template's (one source of truth).
+LOCAL_PARAMETERS = {
+    "localPort": ParamDeclaration(
+        name="localPort",
+        type="int",
+        has_default=True,
+        default=0,
+        min_value=0,
+        max_value=65535,
+        description="Port of the local replica; 0 picks 7860 when free, else any free port.",
+    ),
 }
 
 
-def _share_relative(name: str, value: Any) -> str:
+def _share_relative(name: str, value: Any, default: Any) -> str:
     path = PurePosixPath(str(value))
     if not str(value) or path.is_absolute() or ".." in path.parts:
-        raise InputError(
-            f"{name} {value!r}: give a path relative to the share, e.g. {DEFAULTS[name]}"
-        )
+        raise InputError(f"{name} {value!r}: give a path relative to the share, e.g. {default}")
     return path.as_posix()
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _choose_port(requested: Any) -> int:
-    if not isinstance(requested, int) or not 0 <= requested <= 65535:
-        raise InputError(f"localPort {requested!r}: give a port number 1-65535, or 0 for any")
-    if requested:
-        return requested
-    if _port_is_free(PREFERRED_PORT):
-        return PREFERRED_PORT
+def _any_free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
+def _owned(port: int, running: ReplicaRecord | None) -> bool:
+    return running is not None and running.port == port
+
+
+def _choose_port(requested: int, previous: int | None, running: ReplicaRecord | None) -> int:
+    """The port asked for, which must be free or this project's replica's; with 0, the port
+    used before (a stable endpoint), else the preferred one, else any free one."""
+    if requested:
+        if not port_is_free(requested) and not _owned(requested, running):
+            raise InputError(
+                f"localPort {requested}: port {requested} is in use by another process; "
+                "choose a free port, or --set localPort=0 for any free one"
+            )
+        return requested
+    for candidate in (previous, PREFERRED_PORT):
+        if candidate and (port_is_free(candidate) or _owned(candidate, running)):
+            return candidate
+    return _any_free_port()
+
+
 class LocalTarget:
-    name = "local"
+    name = TARGET
 
     def __init__(self, project_dir: Path) -> None:
         self.project_dir = project_dir.resolve()
-        self.state_dir = self.project_dir / STATE_DIR
+        self.state_dir = state_dir(self.project_dir, TARGET)
         self.share_dir = self.state_dir / "share"
         self.config_path = self.state_dir / "inference.config.json"
         self.secrets_path = self.state_dir / "secrets.json"
+        self.values = TargetState(self.project_dir, TARGET)
 
     # -- state written by provision ------------------------------------------------------
 
@@ -106,7 +127,8 @@ class LocalTarget:
             "HF_HUB_OFFLINE": "1",
             "GRADIO_ANALYTICS_ENABLED": "False",
         }
-        return LocalReplica(self.state_dir, self.share_dir, environment, self.endpoint() + "/ready")
+        launch = ReplicaLaunch(environment, int(config["PORT"]), _runtime_settings(config))
+        return LocalReplica(self.state_dir, self.share_dir, launch)
 
     def endpoint(self) -> str:
         return str(self._config()["ACA_APP_ENDPOINT"])
@@ -125,17 +147,29 @@ class LocalTarget:
     # -- operations ----------------------------------------------------------------------
 
     def provision(self, settings: ProvisionSettings, progress: Progress) -> ProvisionResult:
-        parameters = resolve_parameters(
-            self.project_dir, settings.set_flags, settings.environ, DEFAULTS
+        # Resolve and check everything first: nothing is written unless every value is valid.
+        declarations = {**template_declarations(self.project_dir), **LOCAL_PARAMETERS}
+        resolved = resolve_parameters(
+            self.project_dir,
+            settings.set_flags,
+            settings.environ,
+            declarations,
+            self.values.load(),
+            str(self.values.path.relative_to(self.project_dir)),
         )
-        model_path = _share_relative("modelPath", parameters["modelPath"])
-        adapter_path = _share_relative("adapterPath", parameters["adapterPath"])
+        model_path, adapter_path = (
+            _share_relative(name, resolved.values[name], declarations[name].default)
+            for name in ("modelPath", "adapterPath")
+        )
         previous = read_json(self.config_path) if self.config_path.is_file() else None
-        requested_port = parameters["localPort"]
-        if previous and not requested_port:
-            requested_port = int(previous["PORT"])  # keep the endpoint stable across runs
-        port = _choose_port(requested_port)
-        created = previous is None
+        running = read_record(self.state_dir)
+        port = _choose_port(
+            int(resolved.values["localPort"]), previous and int(previous["PORT"]), running
+        )
+        if settings.deploy_follows:
+            self._check_model_files(model_path, adapter_path)
+
+        self.values.save(resolved.stored)
         self.share_dir.mkdir(parents=True, exist_ok=True)
         if not self.secrets_path.is_file():
             keys = generate_keys()
@@ -144,66 +178,89 @@ class LocalTarget:
             )
             progress(f"generated API keys in {self.secrets_path}")
         endpoint = f"http://127.0.0.1:{port}"
-        write_json_atomic(
-            self.config_path,
-            {
-                "TARGET": "local",
-                "ACA_APP_NAME": "local",
-                "ACA_APP_ENDPOINT": endpoint,
-                "FILE_SHARE_NAME": str(self.share_dir),
-                "MODEL_PATH": model_path,
-                "ADAPTER_PATH": adapter_path,
-                "PORT": port,
-            },
-        )
+        config = {
+            "TARGET": TARGET,
+            "ACA_APP_NAME": TARGET,
+            "ACA_APP_ENDPOINT": endpoint,
+            "FILE_SHARE_NAME": str(self.share_dir),
+            "MODEL_PATH": model_path,
+            "ADAPTER_PATH": adapter_path,
+            "PORT": port,
+        }
+        write_json_atomic(self.config_path, config)
         progress(f"wrote {self.config_path}")
+        runtime = _runtime_settings(config)
+        pending = []
+        if running is not None and not settings.deploy_follows:
+            pending = [name for name in runtime if running.settings.get(name) != runtime[name]]
         return ProvisionResult(
             target=self.name,
             endpoint=endpoint,
             ui_url=endpoint + "/ui",
             config_path=str(self.config_path),
             share=str(self.share_dir),
-            parameters={"modelPath": model_path, "adapterPath": adapter_path, "localPort": port},
-            created=created,
+            parameters=runtime,
+            created=previous is None,
+            restart_pending=pending,
         )
+
+    def _check_model_files(self, model_path: str, adapter_path: str) -> None:
+        model_config = self.share_dir / model_path / "config.json"
+        if not model_config.is_file():
+            raise InputError(
+                f"modelPath {model_path!r}: no model at {model_config.parent}; copy the "
+                "base model there (or `make demo-model`), or provision with --set modelPath=..."
+            )
+        adapter_config = self.share_dir / adapter_path / "adapter_config.json"
+        if not adapter_config.is_file():
+            raise InputError(
+                f"adapterPath {adapter_path!r}: no LoRA adapter at "
+                f"{adapter_config.parent}; provision with --set adapterPath=..."
+            )
 
     def check_deployable(self) -> None:
         config = self._config()
-        model_config = self.share_dir / config["MODEL_PATH"] / "config.json"
-        if not model_config.is_file():
+        self._check_model_files(config["MODEL_PATH"], config["ADAPTER_PATH"])
+        port = int(config["PORT"])
+        if not port_is_free(port) and not _owned(port, read_record(self.state_dir)):
             raise InputError(
-                f"modelPath {config['MODEL_PATH']!r}: no model at {model_config.parent}; copy the "
-                "base model there (or `make demo-model`), or provision with --set modelPath=..."
-            )
-        adapter_config = self.share_dir / config["ADAPTER_PATH"] / "adapter_config.json"
-        if not adapter_config.is_file():
-            raise InputError(
-                f"adapterPath {config['ADAPTER_PATH']!r}: no LoRA adapter at "
-                f"{adapter_config.parent}; provision with --set adapterPath=..."
+                f"localPort {port}: port {port} is in use by another process, so the replica "
+                "cannot listen there; stop that process, or choose another port: "
+                "aca-infer provision --target local --set localPort=0"
             )
 
     def down(self, purge: bool, progress: Progress) -> DownResult:
         stopped = self.replica.stop() if self.config_path.is_file() else False
         if stopped:
             progress("stopped the replica")
-        kept = [] if purge else [a for a in MODEL_AREAS if (self.share_dir / a).exists()]
+        areas = [] if purge else [a for a in MODEL_AREAS if (self.share_dir / a).exists()]
+        kept = [self.share_dir / area for area in areas]
+        if not purge and self.values.path.is_file():
+            kept.append(self.values.path)  # values given for the target outlive `down`, as in azd
         removed: list[str] = []
         if self.state_dir.exists():
             for entry in sorted(self.state_dir.iterdir()):
-                if entry == self.share_dir and kept:
+                if entry in kept:
+                    continue
+                if entry == self.share_dir and areas:
                     for item in sorted(entry.iterdir()):
-                        if item.name not in kept:
+                        if item not in kept:
                             _remove(item)
                             removed.append(str(item))
                     continue
                 _remove(entry)
                 removed.append(str(entry))
         return DownResult(
-            target=self.name,
-            stopped=stopped,
-            removed=removed,
-            kept=[str(self.share_dir / a) for a in kept],
+            target=self.name, stopped=stopped, removed=removed, kept=[str(p) for p in kept]
         )
+
+
+def _runtime_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "modelPath": config["MODEL_PATH"],
+        "adapterPath": config["ADAPTER_PATH"],
+        "localPort": int(config["PORT"]),
+    }
 
 
 def _remove(path: Path) -> None:

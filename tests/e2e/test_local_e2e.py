@@ -16,6 +16,7 @@ import pytest
 
 from provision.local.replica import pid_alive
 from scripts.make_demo_model import DemoModel
+from tests.inference_app.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ACA_INFER = [sys.executable, "-m", "provision"]
@@ -50,14 +51,22 @@ def cli(tmp_path: Path, demo_model: DemoModel) -> Iterator[Cli]:
 
 
 def test_provision_deploy_request_redeploy_down(cli: Cli) -> None:
-    provisioned = cli.json("provision", "--set", f"modelPath={DEMO_MODEL_PATH}")
+    # A port of its own: the test never relies on 7860 being free.
+    provisioned = cli.json(
+        "provision", "--set", f"modelPath={DEMO_MODEL_PATH}", "--set", f"localPort={free_port()}"
+    )
     endpoint = provisioned["endpoint"]
 
     deployed = cli.json("deploy")
     assert deployed["ready"] and deployed["uploaded"] > 0 and deployed["endpoint"] == endpoint
 
     keys = cli.json("keys", "show")
-    assert httpx.get(f"{endpoint}/health").status_code == 200
+    status = cli.json("status")
+    assert httpx.get(f"{endpoint}/health").json() == {
+        "status": "ok",
+        "release": deployed["release"],
+        "instance_id": status["instance_id"],
+    }
     unauthorised = httpx.get(f"{endpoint}/v1/models")
     assert unauthorised.status_code == 401
     assert set(unauthorised.json()["error"]) >= {"message", "type", "param", "code"}
@@ -74,11 +83,17 @@ def test_provision_deploy_request_redeploy_down(cli: Cli) -> None:
     assert "model qlora," in answer.stderr  # the fine-tuned adapter answers by default
     base = cli.json("invoke", *greedy, "--model", model_ids[0])
     assert base["model"] == model_ids[0] and base["answer"] != answer.stdout.strip()
+    # The server's refusals are bad input (2), with its message.
+    for bad in (("--model", "no-such-model"), ("--temperature", "-1")):
+        refused = cli.run("invoke", "-m", "hi", *bad)
+        assert refused.returncode == 2, refused.stderr
+        assert "answered 4" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
     again = cli.json("deploy")
     assert (again["uploaded"], again["release"]) == (0, deployed["release"])
 
-    pid = int((cli.project / ".aca-infer/local/replica.pid").read_text())
+    record = json.loads((cli.project / ".aca-infer/local/replica.json").read_text())
+    pid = int(record["pid"])
     assert cli.run("down").returncode == 0
     assert not pid_alive(pid)
     assert not (cli.project / ".aca-infer/local/secrets.json").exists()

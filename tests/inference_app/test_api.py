@@ -37,9 +37,9 @@ def assert_error(response: httpx.Response, status: int, param: str | None = None
 
 
 def test_health_and_ready_are_public(fake_server: StartServer) -> None:
-    server = fake_server()
+    server = fake_server(instance_id="start-1")
     health = httpx.get(server.url + "/health")
-    assert health.json() == {"status": "ok", "release": "test-release"}
+    assert health.json() == {"status": "ok", "release": "test-release", "instance_id": "start-1"}
     wait_until(lambda: httpx.get(server.url + "/ready").status_code == 200, 10, "ready")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from provision.errors import OperationError
 from provision.local.share import LocalShare
 from provision.release import CURRENT
 from provision.share import read_text_or_none
@@ -17,6 +18,7 @@ from provision.targets import (
     ProvisionResult,
     ProvisionSettings,
     ReadyState,
+    ReplicaIdentity,
 )
 
 
@@ -26,8 +28,12 @@ class FakeReplica:
     is_ready: Callable[[str | None], bool] = lambda release: True
     running: bool = False
     started_on: list[str | None] = field(default_factory=list)
+    start_refusal: str | None = None  # e.g. its port is taken: restart raises OperationError
 
     def restart(self) -> None:
+        if self.start_refusal is not None:
+            self.running = False
+            raise OperationError(self.start_refusal)
         self.running = True
         self.started_on.append(read_text_or_none(self.share, CURRENT))
 
@@ -37,6 +43,14 @@ class FakeReplica:
 
     def is_running(self) -> bool:
         return self.running
+
+    def identity(self) -> ReplicaIdentity | None:
+        if not self.running:
+            return None
+        return ReplicaIdentity("http://127.0.0.1:1", self.started_on[-1], str(len(self.started_on)))
+
+    def settings_changed(self) -> list[str]:
+        return []
 
     def wait_ready(self, timeout: float, progress: Progress) -> ReadyState:
         release = read_text_or_none(self.share, CURRENT)

@@ -24,14 +24,29 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
-        if self.path in ("/ready", "/health"):
-            return self._send(200, {"status": "ok", "release": os.environ["ACA_INFER_RELEASE"]})
+        if self.path == "/health":
+            return self._send(200, {
+                "status": "ok",
+                "release": os.environ["ACA_INFER_RELEASE"],
+                "instance_id": os.environ.get("ACA_INFER_INSTANCE_ID", "unknown"),
+            })
+        if self.path == "/ready":
+            return self._send(200, {"ready": True, "reason": ""})
         self._send(404, {"error": {"message": "not found"}})
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         if self.headers.get("authorization", "").removeprefix("Bearer ") not in KEYS:
             return self._send(401, {"error": {"message": "bad key", "type": "auth"}})
+        if body.get("model", "standin") != "standin":
+            message = f"The model '{body['model']}' does not exist"
+            return self._send(404, {"error": {"message": message, "type": "not_found"}})
+        if body.get("temperature", 1) < 0:
+            message = "temperature: Input should be greater than or equal to 0"
+            return self._send(400, {"error": {"message": message, "type": "invalid_request"}})
+        if "STANDIN_FAIL_STATUS" in os.environ:
+            status = int(os.environ["STANDIN_FAIL_STATUS"])
+            return self._send(status, {"error": {"message": "boom"}})
         text = "echo: " + body["messages"][-1]["content"]
         self._send(200, {"model": "standin", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
 import subprocess
 import sys
@@ -15,6 +17,8 @@ from click.testing import CliRunner, Result
 
 from provision.cli import cli
 from provision.local.replica import pid_alive
+from tests.inference_app.servers import free_port
+from tests.provision.foreign_server import foreign_server
 from tests.provision.standin_app import write_model_files, write_standin_app
 
 
@@ -28,8 +32,8 @@ class Project:
             cli, ["--project-dir", str(self.root), *args], env=env, catch_exceptions=False
         )
 
-    def json(self, *args: str) -> dict:
-        result = self.run("--output", "json", *args)
+    def json(self, *args: str, env: dict[str, str] | None = None) -> dict:
+        result = self.run("--output", "json", *args, env=env)
         assert result.exit_code == 0, result.output + result.stderr
         value: dict = json.loads(result.stdout)
         return value
@@ -37,6 +41,13 @@ class Project:
     @property
     def state(self) -> Path:
         return self.root / ".aca-infer/local"
+
+    def replica_pid(self) -> int:
+        return int(json.loads((self.state / "replica.json").read_text())["pid"])
+
+    def kept_values(self) -> dict:
+        path = self.state / "parameters.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
 
 
 @pytest.fixture
@@ -47,10 +58,19 @@ def project(tmp_path: Path) -> Iterator[Project]:
     project.run("down", "--purge")
 
 
-def provisioned(project: Project) -> dict:
-    result = project.json("provision", "--set", "localPort=0")
+def provisioned(project: Project, port: int | None = None) -> dict:
+    # A free port of its own: the test never relies on 7860 being free.
+    result = project.json("provision", "--set", f"localPort={port or free_port()}")
     write_model_files(project.state / "share")
     return result
+
+
+def one_line_error(result: Result, exit_code: int) -> str:
+    assert result.exit_code == exit_code, result.output + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
 
 
 def test_provision_creates_share_keys_0600_and_config_without_secrets(project: Project) -> None:
@@ -95,7 +115,7 @@ def test_deploy_invoke_status_redeploy_down(project: Project) -> None:
     status = project.json("status")
     assert status["running"] and status["ready"] and status["release"] == first["release"]
 
-    pid = int((project.state / "replica.pid").read_text())
+    pid = project.replica_pid()
     down = project.run("down")
     assert down.exit_code == 0 and "Stopped the replica" in down.stdout
     assert not pid_alive(pid)
@@ -162,3 +182,227 @@ def test_help_imports_neither_torch_nor_azure() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# -- the replica proves who it is (issue: readiness trusted any server on the port) ---------
+
+
+def test_provision_refuses_a_port_another_server_holds(project: Project) -> None:
+    with foreign_server() as other:
+        result = project.run("provision", "--set", f"localPort={other.port}")
+        line = one_line_error(result, 2)
+    assert line == (
+        f"error: localPort {other.port}: port {other.port} is in use by another process; "
+        "choose a free port, or --set localPort=0 for any free one"
+    )
+    assert not project.state.exists()
+
+
+def test_deploy_refuses_a_port_taken_since_provision_and_sends_it_nothing(
+    project: Project,
+) -> None:
+    port = free_port()
+    provisioned(project, port)
+    with foreign_server(port) as other:
+        deployed = project.run("deploy", "--restart", "--ready-timeout", "30")
+        line = one_line_error(deployed, 2)
+        assert f"localPort {port}: port {port} is in use by another process" in line
+        assert not (project.state / "share/app/current").exists()  # nothing switched
+
+        invoked = project.run("invoke", "--message", "hi")
+        assert "replica is not running" in one_line_error(invoked, 4)
+        assert not project.json("status")["running"]
+    assert not other.saw_a_key()
+
+
+def test_a_server_that_is_not_the_replica_is_never_trusted_nor_sent_a_key(
+    project: Project,
+) -> None:
+    provisioned(project)
+    project.json("deploy", "--ready-timeout", "60")
+    record_file = project.state / "replica.json"
+    record = json.loads(record_file.read_text())
+    try:
+        with foreign_server() as other:
+            # The replica process still runs, but another server answers where it is recorded.
+            record_file.write_text(json.dumps({**record, "endpoint": other.url}))
+            status = project.json("status")
+            assert status["running"] and not status["ready"]
+            assert status["reason"].startswith(f"another server answers on {other.url}")
+
+            invoked = project.run("invoke", "--message", "hi")
+            line = one_line_error(invoked, 4)
+            assert f"another server answers on {other.url}" in line
+            assert line.endswith("the API key was not sent (check `aca-infer status`)")
+        assert not other.saw_a_key()
+    finally:
+        record_file.write_text(json.dumps(record))  # so that `down` stops the replica
+
+
+def test_health_names_the_release_and_the_instance_of_this_start(project: Project) -> None:
+    provisioned(project)
+    first = project.json("deploy", "--ready-timeout", "60")
+    status = project.json("status")
+    health = httpx.get(first["endpoint"] + "/health").json()
+    assert health == {
+        "status": "ok",
+        "release": first["release"],
+        "instance_id": status["instance_id"],
+    }
+    project.json("deploy", "--restart", "--ready-timeout", "60")
+    restarted = httpx.get(first["endpoint"] + "/health").json()
+    assert restarted["instance_id"] == project.json("status")["instance_id"]
+    assert restarted["instance_id"] != health["instance_id"]
+
+
+# -- values given once are kept; nothing is written until every value validates ------------
+
+
+def test_values_given_once_are_kept_for_the_target_until_changed(project: Project) -> None:
+    port = free_port()
+    project.json("provision", "--set", f"localPort={port}", "--set", "modelPath=my/model")
+    again = project.json("provision")
+    assert again["parameters"] == {
+        "modelPath": "my/model",
+        "adapterPath": "models/qlora/qlora/gpu_model/adapter",
+        "localPort": port,
+    }
+    assert project.kept_values() == {"modelPath": "my/model", "localPort": port}
+    # Kept in the target's state, not in the project's own files.
+    assert sorted(p.name for p in project.root.iterdir()) == [".aca-infer", "inference_app"]
+
+    reset = project.json("provision", "--set", "modelPath=null")
+    assert reset["parameters"]["modelPath"] == "model-cache/microsoft/Phi-3-mini-4k-instruct"
+    assert project.kept_values() == {"localPort": port}
+
+
+def test_kept_values_outlive_down_and_bring_the_replica_back_with_up(project: Project) -> None:
+    port = free_port()
+    provisioned(project, port)
+    project.json("deploy", "--ready-timeout", "60")
+    down = project.run("down")
+    assert down.exit_code == 0 and "parameters.json (--purge removes it)" in down.stdout
+    back = project.json("up", "--ready-timeout", "60")
+    assert back["deploy"]["endpoint"] == f"http://127.0.0.1:{port}"
+    assert project.run("invoke", "--message", "again").stdout.strip() == "echo: again"
+
+
+def test_nothing_is_written_unless_every_value_validates(project: Project) -> None:
+    provisioned(project)
+    kept, config = project.kept_values(), (project.state / "inference.config.json").read_bytes()
+    result = project.run(
+        "provision", "--set", "modelPath=other/model", "--set", "maximumInstanceCount=-3"
+    )
+    assert "maximumInstanceCount -3 (from --set): must be at least 1" in one_line_error(result, 2)
+    assert project.kept_values() == kept
+    assert (project.state / "inference.config.json").read_bytes() == config
+
+
+def test_up_refuses_a_missing_model_before_rewriting_the_config(project: Project) -> None:
+    provisioned(project)
+    kept, config = project.kept_values(), (project.state / "inference.config.json").read_bytes()
+    result = project.run("up", "--set", "modelPath=missing/model")
+    assert one_line_error(result, 2).startswith("error: modelPath 'missing/model': no model at")
+    assert project.kept_values() == kept
+    assert (project.state / "inference.config.json").read_bytes() == config
+
+
+def test_a_changed_runtime_setting_of_a_live_replica_applies_at_the_next_deploy(
+    project: Project,
+) -> None:
+    provisioned(project)
+    first = project.json("deploy", "--ready-timeout", "60")
+    new_port = free_port()
+    changed = project.run("provision", "--set", f"localPort={new_port}")
+    assert changed.exit_code == 0, changed.stderr
+    assert "still uses the previous localPort: the change takes effect at the next" in (
+        changed.stdout
+    )
+    status = project.json("status")
+    assert status["endpoint"] == first["endpoint"] and status["ready"]
+    assert status["restart_pending"] == ["localPort"]
+
+    again = project.json("deploy", "--ready-timeout", "60")
+    assert again["restarted"] and again["endpoint"] == f"http://127.0.0.1:{new_port}"
+    assert httpx.get(again["endpoint"] + "/health").json()["release"] == first["release"]
+    assert project.json("status")["restart_pending"] == []
+
+
+# -- every value is checked against the template's declarations ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "problem"),
+    [
+        ("maximumInstanceCount=-3", "maximumInstanceCount -3 (from --set): must be at least 1"),
+        (
+            "concurrentRequests=lots",
+            "concurrentRequests 'lots' (from --set): must be a whole number (param type int)",
+        ),
+        ("gpuProfileType=H100", "gpuProfileType 'H100' (from --set): must be one of"),
+        ("localPort=70000", "localPort 70000 (from --set): must be at most 65535"),
+    ],
+)
+def test_invalid_values_are_refused_by_the_template_rules(
+    project: Project, flag: str, problem: str
+) -> None:
+    assert problem in one_line_error(project.run("provision", "--set", flag), 2)
+    assert not project.state.exists()
+
+
+def test_environment_values_are_checked_too(project: Project) -> None:
+    result = project.run("provision", env={"ACA_INFER_CONCURRENT_REQUESTS": "0"})
+    line = one_line_error(result, 2)
+    assert "concurrentRequests 0 (from ACA_INFER_CONCURRENT_REQUESTS): must be at least 1" in line
+
+
+# -- exit codes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"parameters": {"maximumInstanceCount": {"value": {{ 1/0 }}}}}', "ZeroDivisionError"),
+        (b'{"parameters": {"modelPath": {"value": "caf\xe9"}}}', "not UTF-8 text"),
+    ],
+)
+def test_a_broken_parameters_file_is_bad_input(
+    project: Project, content: bytes, problem: str
+) -> None:
+    parameters = project.root / "infra/provision/inference.parameters.json"
+    parameters.parent.mkdir(parents=True)
+    parameters.write_bytes(content)
+    line = one_line_error(project.run("provision"), 2)
+    assert "inference.parameters.json" in line and problem in line
+
+
+def test_invoke_exit_codes_follow_the_server_answer(project: Project) -> None:
+    provisioned(project)
+    project.json("deploy", "--ready-timeout", "60")
+    bad_model = project.run("invoke", "-m", "hi", "--model", "nope")
+    assert "answered 404: The model 'nope' does not exist" in one_line_error(bad_model, 2)
+    bad_temperature = project.run("invoke", "-m", "hi", "--temperature", "-1")
+    assert "answered 400: temperature:" in one_line_error(bad_temperature, 2)
+
+    project.json("deploy", "--restart", env={"STANDIN_FAIL_STATUS": "503"})
+    assert "answered 503: boom" in one_line_error(project.run("invoke", "-m", "hi"), 4)
+
+    os.kill(project.replica_pid(), signal.SIGKILL)
+    unreachable = project.run("invoke", "-m", "hi")
+    assert "replica is not running" in one_line_error(unreachable, 4)
+
+
+def test_logs_as_json_is_one_object(project: Project) -> None:
+    provisioned(project)
+    release = project.json("deploy", "--ready-timeout", "60")["release"]
+    logs = project.json("logs", "--lines", "5")
+    assert logs["target"] == "local"
+    assert any(f"starting release {release}" in line for line in logs["lines"])
+
+
+def test_a_damaged_store_of_kept_values_is_named(project: Project) -> None:
+    project.state.mkdir(parents=True)
+    (project.state / "parameters.json").write_text("[1, 2")
+    line = one_line_error(project.run("provision"), 2)
+    assert "parameters.json: not a JSON object of parameter values" in line
+    assert "delete it to forget the stored values" in line

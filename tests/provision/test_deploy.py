@@ -207,3 +207,16 @@ def test_restart_flag_restarts_an_unchanged_release(tmp_path: Path, target: Fake
     again = deploy(target, DeploySettings(app, restart=True), quiet)
     assert (again.uploaded, again.release, again.restarted) == (0, first.release, True)
     assert target.replica.started_on == [first.release, first.release]
+
+
+def test_a_replica_that_cannot_start_is_reported_not_ready_with_the_reason(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "A"})
+    deploy(target, DeploySettings(app), quiet)
+    target.replica.start_refusal = "port 1 is in use by another process"
+    with pytest.raises(NotReadyError, match="did not become ready: port 1 is in use") as raised:
+        deploy(target, DeploySettings(app, restart=True), quiet)
+    assert "there is no previous release" in str(raised.value)
+    assert not target.share.exists(LOCK)

@@ -137,6 +137,12 @@ var notAParam = 1
     assert declarations["multi"].default == "two lines"
 
 
+def test_statements_other_than_params_are_not_parsed() -> None:
+    # Object spread is syntax pycep-parser 0.7.1 rejects: the declarations around it still read.
+    source = "param base object = {}\nvar merged = {\n  ...base\n  extra: 1\n}\nparam n int = 2\n"
+    assert list(parse_declarations(source)) == ["base", "n"]
+
+
 def test_a_constraint_that_is_not_a_literal_is_reported_with_its_line(tmp_path: Path) -> None:
     template = tmp_path / "t.bicep"
     template.write_text("param a int = 1\n\n@maxValue(max)\nparam b int\n")

@@ -60,7 +60,11 @@ BAD_FILES: list[tuple[str, Any, str]] = [
         parameters_document(acaAppName="{{ env.NOT_SET_ANYWHERE }}"),
         "NOT_SET_ANYWHERE",
     ),
-    ("unknown name", parameters_document(gpuProfile="NC24-A100"), "unknown parameter 'gpuProfile'"),
+    (
+        "unknown name",
+        parameters_document(gpuProfile="NC24-A100"),
+        "gpuProfile (from infra/provision/inference.parameters.json): unknown parameter",
+    ),
     ("invalid name", parameters_document(acaAppName="My_App"), "acaAppName 'My_App'"),
     (
         "value outside @allowed",

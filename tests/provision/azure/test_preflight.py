@@ -8,10 +8,9 @@ import pytest
 
 from provision.azure.naming import ai_toolkit_names
 from provision.azure.preflight import Environment, Existing, Usage, run_preflight
-from provision.azure.request import ProvisionRequest
+from provision.azure.request import ProvisionRequest, Resolved
 from provision.azure.scope import ArmEndpoint, Scope
 from provision.errors import InputError, OperationError, PrerequisiteError
-from provision.parameters import Resolved
 from tests.provision.azure.fake_azure import FakeAzure
 
 SUFFIX = "ab12c"
