@@ -280,7 +280,8 @@ class Arm:
         self.double.store.put(group_id, group)
 
         def delete(_: Any) -> None:
-            for resource in self.double.store.list(group_id + "/providers/"):
+            # Newest first, so apps go before the environments they run in.
+            for resource in reversed(self.double.store.list(group_id + "/providers/")):
                 path = parse_path(resource["id"])
                 if len(path.rest) != 2 or path.namespace is None:
                     continue  # children go with their parent

@@ -1,25 +1,29 @@
 """ARM deployments at resource-group scope: validate, what-if, create-or-update as a long-running
-operation, operations list, outputs, failure with nested error.details, delete.
+operation, operations (nested module deployments included), outputs, failure with nested
+error.details, delete.
 
 Parameters are checked against the template's declared parameters as ARM does (unknown names,
-missing required values, type, allowedValues, min/maxValue, min/maxLength). The double is a
-double of ARM for this project's template, not a template engine: for `inference.bicep`
-(template metadata name 'aca-infer inference') it creates what the template declares through
+missing required values, type, allowedValues, min/maxValue, min/maxLength); defaults that are
+expressions are evaluated (tests/azure_double/expressions.py). For this project's template
+(tests/azure_double/inference_template.py) the deployment creates what it declares through
 `internal_request`, so each resource goes through its provider's validation and side effects.
+Any other template deploys no resources and returns its outputs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tests.azure_double import api_versions
+from tests.azure_double import api_versions, inference_template
 from tests.azure_double.arm import parse_path
 from tests.azure_double.expressions import ExpressionError, evaluate
 from tests.azure_double.http import Request, Response, arm_error, require_api_version
+from tests.azure_double.inference_template import Module
 from tests.azure_double.lro import Operation, OperationFailed
 from tests.azure_double.resources import checked_body, method_not_allowed, no_route, now_iso
 
@@ -28,9 +32,10 @@ if TYPE_CHECKING:
 
 NAMESPACE = "Microsoft.Resources"
 DEPLOYMENT_TYPE = "Microsoft.Resources/deployments"
-INFERENCE_TEMPLATE = "aca-infer inference"
-TERMINAL_STATES = {"succeeded", "failed", "canceled"}
-RESOURCE_WAIT_S = 900.0
+DEPLOYMENT_FAILED = (
+    "At least one resource deployment operation failed. Please list deployment operations for "
+    "details. Please see https://aka.ms/arm-deployment-operations for usage details."
+)
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -51,6 +56,15 @@ def _invalid_template(message: str) -> dict[str, Any]:
     return {
         "code": "InvalidTemplate",
         "message": f"Deployment template validation failed: '{message}'.",
+    }
+
+
+def _deployment_failed(target: str, details: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "code": "DeploymentFailed",
+        "target": target,
+        "message": DEPLOYMENT_FAILED,
+        "details": details,
     }
 
 
@@ -117,36 +131,42 @@ def check_parameters(template: dict[str, Any], given: dict[str, Any]) -> str | N
 
 @dataclass
 class Run:
-    """One deployment's resource operations, in the order they ran."""
+    """One deployment's operations, in the order they finished."""
 
     deployment_id: str
     operations: list[dict[str, Any]] = field(default_factory=list)
 
     def record(
-        self, resource_id: str, resource_type: str, response: Response, started: float
+        self,
+        resource_id: str,
+        resource_type: str,
+        status: int,
+        error: dict[str, Any] | None,
+        started: float,
     ) -> None:
-        failed = response.status >= 400
-        body = response.json() if response.body else None
-        entry: dict[str, Any] = {
-            "id": f"{self.deployment_id}/operations/{uuid.uuid4().hex.upper()[:16]}",
-            "properties": {
-                "provisioningOperation": "Create",
-                "provisioningState": "Failed" if failed else "Succeeded",
-                "timestamp": now_iso(),
-                "duration": f"PT{time.monotonic() - started:.3f}S",
-                "trackingId": str(uuid.uuid4()),
-                "statusCode": str(response.status),
-                "targetResource": {
-                    "id": resource_id,
-                    "resourceType": resource_type,
-                    "resourceName": resource_id.rsplit("/", 1)[-1],
-                },
+        operation_id = uuid.uuid4().hex.upper()[:16]
+        properties: dict[str, Any] = {
+            "provisioningOperation": "Create",
+            "provisioningState": "Failed" if error else "Succeeded",
+            "timestamp": now_iso(),
+            "duration": f"PT{time.monotonic() - started:.3f}S",
+            "trackingId": str(uuid.uuid4()),
+            "statusCode": str(status),
+            "targetResource": {
+                "id": resource_id,
+                "resourceType": resource_type,
+                "resourceName": resource_id.rsplit("/", 1)[-1],
             },
         }
-        entry["operationId"] = entry["id"].rsplit("/", 1)[-1]
-        if failed and isinstance(body, dict):
-            entry["properties"]["statusMessage"] = body
-        self.operations.append(entry)
+        if error:
+            properties["statusMessage"] = {"status": "Failed", "error": error}
+        self.operations.append(
+            {
+                "id": f"{self.deployment_id}/operations/{operation_id}",
+                "operationId": operation_id,
+                "properties": properties,
+            }
+        )
 
 
 class Deployments:
@@ -157,60 +177,50 @@ class Deployments:
     # ---- routing ---------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
-        target = parse_path(request.path)
-        rest = [p.lower() for p in target.rest]
-        if target.namespace is None:  # .../resourcegroups/{rg}/deployments/{name}/operations
-            rest = [p.lower() for p in request.path.split("/") if p][4:]
-        bad = self._api_version(request)
+        bad = require_api_version(request, set(api_versions.accepted(DEPLOYMENT_TYPE)))
         if bad:
             return bad
+        target = parse_path(request.path)
+        # Also .../resourcegroups/{rg}/deployments/{name}/operations, outside /providers/.
+        parts = list(target.rest) if target.namespace else request.path.split("/")[5:]
+        rest = [p.lower() for p in parts]
         if target.resource_group is None or not rest or rest[0] != "deployments":
             return no_route(request)
         group_id = target.resource_group_id
         if len(rest) == 1:
             if request.method != "GET":
                 return method_not_allowed(request)
-            listed = [
-                d
-                for d in self.double.store.list(group_id + "/providers/")
-                if d.get("type") == DEPLOYMENT_TYPE
-            ]
+            listed = self.double.store.children(f"{group_id}/providers/{NAMESPACE}", "deployments")
             return Response.of_json(200, {"value": listed})
-        name = target.rest[1] if target.namespace else [p for p in request.path.split("/") if p][5]
+        name = parts[1]
         deployment_id = f"{group_id}/providers/{DEPLOYMENT_TYPE}/{name}"
-        action = rest[2] if len(rest) > 2 else ""
-        if action == "" and request.method == "PUT":
+        action = (rest[2] if len(rest) > 2 else "", request.method)
+        if action == ("", "PUT"):
             return self.create(request, deployment_id, name)
-        if action == "" and request.method == "GET":
+        if action == ("", "GET"):
             found = self.double.store.get(deployment_id)
             return Response.of_json(200, found) if found else _not_found(name)
-        if action == "" and request.method == "HEAD":
+        if action == ("", "HEAD"):
             return Response(204 if self.double.store.get(deployment_id) else 404)
-        if action == "" and request.method == "DELETE":
-            if self.double.store.get(deployment_id) is None:
-                return Response(204)
-            self.double.store.delete(deployment_id)
-            self.runs.pop(deployment_id.lower(), None)
-            return Response(200)
-        if action == "validate" and request.method == "POST":
+        if action == ("", "DELETE"):
+            return self.delete(request, deployment_id)
+        if action == ("validate", "POST"):
             return self.validate(request, deployment_id, name)
-        if action == "whatif" and request.method == "POST":
+        if action == ("whatif", "POST"):
             return self.what_if(request, deployment_id, name)
-        if action == "operations" and request.method == "GET":
+        if action == ("operations", "GET"):
             if self.double.store.get(deployment_id) is None:
                 return _not_found(name)
             run = self.runs.get(deployment_id.lower())
             return Response.of_json(200, {"value": run.operations if run else []})
-        if action == "cancel" and request.method == "POST":
+        if action == ("cancel", "POST"):
             return arm_error(
                 409,
                 "DeploymentCannotBeCancelled",
-                f"The deployment '{name}' cannot be cancelled: it is not running.",
+                f"The deployment '{name}' cannot be cancelled: the double finishes deployments "
+                "without waiting on anything a cancel could stop.",
             )
         return no_route(request)
-
-    def _api_version(self, request: Request) -> Response | None:
-        return require_api_version(request, set(api_versions.accepted(DEPLOYMENT_TYPE)))
 
     # ---- the checks every verb shares ------------------------------------------------------
 
@@ -230,8 +240,8 @@ class Deployments:
                 arm_error(
                     400,
                     "InvalidRequestContent",
-                    "The double accepts inline templates only (properties.template); templateLink "
-                    "needs a reachable URL.",
+                    "The double accepts inline templates only (properties.template); a "
+                    "templateLink needs a URL it cannot reach.",
                 ),
             )
         given = {
@@ -249,6 +259,7 @@ class Deployments:
         return body, values, None
 
     def _scope(self, request: Request, name: str) -> dict[str, Any]:
+        """What template expressions can call: resourceGroup(), subscription(), deployment()."""
         target = parse_path(request.path)
         group = self.double.store.get(target.resource_group_id) or {}
         subscription = self.double.arm.subscription_body()
@@ -267,30 +278,29 @@ class Deployments:
         self, template: dict[str, Any], given: dict[str, Any], name: str, request: Request
     ) -> dict[str, Any]:
         scope = self._scope(request, name)
-        for param, declaration in (template.get("parameters") or {}).items():
+        declared = template.get("parameters") or {}
+        for param, declaration in declared.items():
             scope[param] = (
                 given[param] if param in given else evaluate(declaration["defaultValue"], scope)
             )
-        return {param: scope[param] for param in template.get("parameters") or {}}
+        return {param: scope[param] for param in declared}
 
     def _deployment_body(
-        self,
-        deployment_id: str,
-        name: str,
-        body: dict[str, Any],
-        values: dict[str, Any],
-        state: str,
+        self, deployment_id: str, body: dict[str, Any], values: dict[str, Any], state: str
     ) -> dict[str, Any]:
         template = body["properties"]["template"]
         declared = template.get("parameters") or {}
-        shown = {
-            key: {"type": declared[key].get("type", "String").capitalize()}
-            | ({} if "secure" in str(declared[key].get("type", "")).lower() else {"value": value})
-            for key, value in values.items()
-        }
+        shown = {}
+        for key, value in values.items():
+            kind = str(declared[key].get("type", "string"))
+            # Secure values are never echoed back, as ARM does.
+            shown[key] = {"type": kind[:1].upper() + kind[1:]}
+            if not kind.lower().startswith("secure"):
+                shown[key]["value"] = value
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
         return {
             "id": deployment_id,
-            "name": name,
+            "name": deployment_id.rsplit("/", 1)[-1],
             "type": DEPLOYMENT_TYPE,
             "properties": {
                 "provisioningState": state,
@@ -298,11 +308,19 @@ class Deployments:
                 "timestamp": now_iso(),
                 "correlationId": str(uuid.uuid4()),
                 "parameters": shown,
-                "templateHash": str(abs(hash(str(template))) % 10**19),
+                "templateHash": str(int(digest[:16], 16)),
                 "outputs": {},
                 "outputResources": [],
             },
         }
+
+    def _plan(
+        self, body: dict[str, Any], values: dict[str, Any], deployment_id: str
+    ) -> list[Module]:
+        metadata = body["properties"]["template"].get("metadata") or {}
+        if metadata.get("name") != inference_template.TEMPLATE_NAME:
+            return []
+        return inference_template.plan(values, parse_path(deployment_id).resource_group_id)
 
     # ---- verbs -----------------------------------------------------------------------------
 
@@ -310,9 +328,12 @@ class Deployments:
         body, values, problem = self._prepare(request, name)
         if problem:
             return problem
-        result = self._deployment_body(deployment_id, name, body, values, "Succeeded")
-        plan = self._plan(body, values, deployment_id)
-        result["properties"]["validatedResources"] = [{"id": step.resource_id} for step in plan]
+        result = self._deployment_body(deployment_id, body, values, "Succeeded")
+        result["properties"]["validatedResources"] = [
+            {"id": step.resource_id}
+            for module in self._plan(body, values, deployment_id)
+            for step in module.steps
+        ]
         return Response.of_json(200, result)
 
     def what_if(self, request: Request, deployment_id: str, name: str) -> Response:
@@ -322,19 +343,17 @@ class Deployments:
 
         def changes(_: Operation) -> dict[str, Any]:
             listed = []
-            for step in self._plan(body, values, deployment_id):
-                before = self.double.store.get(step.resource_id)
-                change = "Create" if before is None else ("Ignore" if step.existing else "Modify")
-                if step.existing and before is None:
-                    change = "Unsupported"
-                listed.append(
-                    {
-                        "resourceId": step.resource_id,
-                        "changeType": change,
-                        "before": before,
-                        "after": step.body,
-                    }
-                )
+            for module in self._plan(body, values, deployment_id):
+                for step in module.steps:
+                    before = self.double.store.get(step.resource_id)
+                    listed.append(
+                        {
+                            "resourceId": step.resource_id,
+                            "changeType": "Create" if before is None else "Modify",
+                            "before": before,
+                            "after": {"id": step.resource_id, **step.body},
+                        }
+                    )
             return {"status": "Succeeded", "properties": {"changes": listed}}
 
         operation = self.double.operations.start(
@@ -342,6 +361,21 @@ class Deployments:
         )
         response = self.double.operations.accepted(operation)
         del response.headers["Azure-AsyncOperation"]  # what-if polls Location
+        return response
+
+    def delete(self, request: Request, deployment_id: str) -> Response:
+        if self.double.store.get(deployment_id) is None:
+            return Response(204)
+
+        def delete(_: Operation) -> None:
+            self.double.store.delete(deployment_id)
+            self.runs.pop(deployment_id.lower(), None)
+
+        operation = self.double.operations.start(
+            self.double.subscription_id, NAMESPACE, "global", request.query["api-version"], delete
+        )
+        response = self.double.operations.accepted(operation)
+        del response.headers["Azure-AsyncOperation"]  # deployment delete polls Location
         return response
 
     def create(self, request: Request, deployment_id: str, name: str) -> Response:
@@ -353,32 +387,52 @@ class Deployments:
             return arm_error(
                 409,
                 "DeploymentActive",
-                f"The deployment '{name}' is already running; wait for it or cancel it.",
+                f"The deployment '{name}' is still running; wait for it to finish.",
             )
-        deployment = self._deployment_body(deployment_id, name, body, values, "Accepted")
+        deployment = self._deployment_body(deployment_id, body, values, "Accepted")
         self.double.store.put(deployment_id, deployment)
         run = Run(deployment_id)
         self.runs[deployment_id.lower()] = run
+        scope = self._scope(request, name)
 
         def work(_: Operation) -> None:
-            self._run(deployment_id, body, values, run, request, name)
+            self._run(deployment_id, body, values, run, scope)
 
         operation = self.double.operations.start(
-            self.double.subscription_id,
-            NAMESPACE,
-            "global",
-            request.query["api-version"],
-            work,
+            self.double.subscription_id, NAMESPACE, "global", request.query["api-version"], work
         )
         return self.double.operations.accepted(operation, 200 if existing else 201, deployment)
 
-    # ---- what the template declares ---------------------------------------------------------
+    # ---- running ---------------------------------------------------------------------------
 
-    def _plan(self, body: dict[str, Any], values: dict[str, Any], deployment_id: str) -> list[Step]:
-        template = body["properties"]["template"]
-        if (template.get("metadata") or {}).get("name") != INFERENCE_TEMPLATE:
-            return []
-        return inference_plan(values, parse_path(deployment_id).resource_group_id)
+    def _finish(
+        self,
+        deployment_id: str,
+        run: Run,
+        state: str,
+        outputs: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        deployment = self.double.store.get(deployment_id)
+        if deployment is None:
+            return
+        properties = deployment["properties"]
+        properties["provisioningState"] = state
+        properties["timestamp"] = now_iso()
+        if outputs is not None:
+            properties["outputs"] = outputs
+        properties["outputResources"] = [
+            {"id": op["properties"]["targetResource"]["id"]}
+            for op in run.operations
+            if op["properties"]["provisioningState"] == "Succeeded"
+        ]
+        if error is not None:
+            properties["error"] = error
+        self.double.store.put(deployment_id, deployment)
+
+    def _fail(self, deployment_id: str, run: Run, error: dict[str, Any]) -> None:
+        self._finish(deployment_id, run, "Failed", error=error)
+        raise OperationFailed(error)
 
     def _run(
         self,
@@ -386,460 +440,74 @@ class Deployments:
         body: dict[str, Any],
         values: dict[str, Any],
         run: Run,
-        request: Request,
-        name: str,
+        scope: dict[str, Any],
     ) -> None:
-        def finish(
-            state: str, outputs: dict[str, Any] | None = None, error: dict[str, Any] | None = None
-        ) -> None:
-            deployment = self.double.store.get(deployment_id)
-            if deployment is None:
-                return
-            deployment["properties"]["provisioningState"] = state
-            deployment["properties"]["timestamp"] = now_iso()
-            if outputs is not None:
-                deployment["properties"]["outputs"] = outputs
-            deployment["properties"]["outputResources"] = [
-                {"id": op["properties"]["targetResource"]["id"]}
-                for op in run.operations
-                if op["properties"]["provisioningState"] == "Succeeded"
-            ]
-            if error is not None:
-                deployment["properties"]["error"] = error
-            self.double.store.put(deployment_id, deployment)
-
-        finish("Running")
+        self._finish(deployment_id, run, "Running")
         injected = self.double.config.deployment_failure
         if injected is not None:
-            error = {
-                "code": "DeploymentFailed",
-                "message": "At least one resource deployment operation failed. Please list "
-                "deployment operations for details. Please see "
-                "https://aka.ms/arm-deployment-operations for usage details.",
-                "details": [injected],
-            }
-            finish("Failed", error=error)
-            raise OperationFailed(error)
+            self._fail(deployment_id, run, _deployment_failed(deployment_id, [injected]))
         module_outputs: dict[str, Any] = {}
-        for step in self._plan(body, values, deployment_id):
+        parent, _, name = deployment_id.rpartition("/")
+        for module in self._plan(body, values, deployment_id):
+            started = time.monotonic()
+            nested_id = f"{parent}/{module.deployment_name(name)}"
+            error, outputs = self._run_module(nested_id, module, body)
+            run.record(nested_id, DEPLOYMENT_TYPE, 400 if error else 200, error, started)
+            if error:
+                self._fail(deployment_id, run, _deployment_failed(deployment_id, [error]))
+            if module.symbol:
+                module_outputs[module.symbol] = {"outputs": outputs}
+        outputs = {}
+        for key, declaration in (body["properties"]["template"].get("outputs") or {}).items():
+            try:
+                value = evaluate(declaration["value"], {**scope, **values, **module_outputs})
+            except (ExpressionError, KeyError, TypeError) as problem:
+                self._fail(deployment_id, run, _invalid_template(f"output {key}: {problem}"))
+            kind = str(declaration.get("type", "string"))
+            outputs[key] = {"type": kind[:1].upper() + kind[1:], "value": value}
+        self._finish(deployment_id, run, "Succeeded", outputs=outputs)
+
+    def _run_module(
+        self, nested_id: str, module: Module, parent_body: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Run a module as its nested deployment: (its error, its outputs)."""
+        nested_body = {
+            "properties": {
+                "template": {},
+                "mode": parent_body["properties"].get("mode", "Incremental"),
+            }
+        }
+        self.double.store.put(
+            nested_id, self._deployment_body(nested_id, nested_body, {}, "Running")
+        )
+        run = Run(nested_id)
+        self.runs[nested_id.lower()] = run
+        last: dict[str, Any] = {}
+        for step in module.steps:
             started = time.monotonic()
             response = step.execute(self.double)
-            run.record(step.resource_id, step.resource_type, response, started)
-            if response.status >= 400:
+            failed = response.status >= 400
+            detail = None
+            if failed:
                 detail = (response.json() or {}).get("error") or {
                     "code": str(response.status),
                     "message": response.body.decode(errors="replace"),
                 }
-                error = {
-                    "code": "DeploymentFailed",
-                    "message": "At least one resource deployment operation failed. Please list "
-                    "deployment operations for details. Please see "
-                    "https://aka.ms/arm-deployment-operations for usage details.",
-                    "target": deployment_id,
-                    "details": [detail],
-                }
-                finish("Failed", error=error)
-                raise OperationFailed(error)
-            if step.outputs is not None:
-                module_outputs.update(step.outputs(response.json() or {}))
-        scope = {**self._scope(request, name), **values, **module_outputs}
-        outputs = {}
-        for key, declaration in (body["properties"]["template"].get("outputs") or {}).items():
-            try:
-                value = evaluate(declaration["value"], scope)
-            except (ExpressionError, KeyError, TypeError) as error:
-                failure = _invalid_template(f"output {key}: {error}")
-                finish("Failed", error=failure)
-                raise OperationFailed(failure) from error
-            outputs[key] = {
-                "type": str(declaration.get("type", "string")).capitalize(),
-                "value": value,
-            }
-        finish("Succeeded", outputs=outputs)
+            run.record(step.resource_id, step.resource_type, response.status, detail, started)
+            if detail is not None:
+                error = _deployment_failed(nested_id, [detail])
+                self._finish(nested_id, run, "Failed", error=error)
+                return error, {}
+            last = response.json() or {}
+        outputs = module.outputs(last)
+        self._finish(
+            nested_id,
+            run,
+            "Succeeded",
+            outputs={k: {"type": "String", "value": v} for k, v in outputs.items()},
+        )
+        return None, outputs
 
 
 def _not_found(name: str) -> Response:
     return arm_error(404, "DeploymentNotFound", f"Deployment '{name}' could not be found.")
-
-
-@dataclass
-class Step:
-    """One resource operation of the deployment: PUT the body (or, for an `existing` reference,
-    only check the resource is there), then wait until the resource is provisioned."""
-
-    resource_id: str
-    resource_type: str
-    api_version: str
-    body: dict[str, Any] | None
-    existing: bool = False
-    outputs: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    prepare: Callable[[AzureDouble, dict[str, Any]], None] | None = None
-
-    def execute(self, double: AzureDouble) -> Response:
-        if self.existing:
-            return double.internal_request("GET", self.resource_id, self.api_version, None)
-        body = dict(self.body or {})
-        if self.prepare is not None:
-            self.prepare(double, body)
-        response = double.internal_request("PUT", self.resource_id, self.api_version, body)
-        if response.status >= 400:
-            return response
-        return self._wait(double, response)
-
-    def _wait(self, double: AzureDouble, response: Response) -> Response:
-        """Follow the resource's own long-running protocol, then answer with the resource."""
-        deadline = time.monotonic() + RESOURCE_WAIT_S
-        status_url = response.headers.get("Azure-AsyncOperation")
-        while status_url and time.monotonic() < deadline:
-            path, _, query = status_url.split("://", 1)[1].partition("/")[2].partition("?")
-            version = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get(
-                "api-version", self.api_version
-            )
-            status = double.internal_request("GET", "/" + path, version, None)
-            state = str((status.json() or {}).get("status", "")).lower()
-            if status.status >= 400 or state in TERMINAL_STATES:
-                if state != "succeeded":
-                    error = (status.json() or {}).get("error") or {
-                        "code": "ResourceOperationFailure",
-                        "message": f"The resource operation completed with state '{state}'.",
-                    }
-                    return Response.of_json(
-                        400 if status.status < 400 else status.status, {"error": error}
-                    )
-                break
-            time.sleep(0.05)
-        while time.monotonic() < deadline:
-            current = double.internal_request("GET", self.resource_id, self.api_version, None)
-            if current.status >= 400:
-                return current
-            state = str(
-                ((current.json() or {}).get("properties") or {}).get(
-                    "provisioningState", "Succeeded"
-                )
-            )
-            if state.lower() in TERMINAL_STATES:
-                if state.lower() != "succeeded":
-                    return Response.of_json(
-                        400,
-                        {
-                            "error": {
-                                "code": "ResourceDeploymentFailure",
-                                "message": f"The resource '{self.resource_id}' ended in "
-                                f"provisioning state '{state}'.",
-                            }
-                        },
-                    )
-                return current
-            time.sleep(0.05)
-        return Response.of_json(
-            500,
-            {
-                "error": {
-                    "code": "ResourceDeploymentTimeout",
-                    "message": f"{self.resource_id} timed out.",
-                }
-            },
-        )
-
-
-def _version(namespace: str, template_version: str) -> str:
-    accepted = api_versions.accepted(namespace)
-    return template_version if template_version in accepted else max(accepted)
-
-
-def inference_plan(p: dict[str, Any], group_id: str) -> list[Step]:
-    """What infra/provision/inference.bicep and its modules declare, in dependency order."""
-    storage_v = _version("Microsoft.Storage", "2025-06-01")
-    logs_v = _version("Microsoft.OperationalInsights", "2025-07-01")
-    app_v = _version("Microsoft.App", "2025-07-01")
-    account_id = f"{group_id}/providers/Microsoft.Storage/storageAccounts/{p['storageAccountName']}"
-    workspace_id = (
-        f"{group_id}/providers/Microsoft.OperationalInsights/workspaces/{p['acaLogAnalyticsName']}"
-    )
-    environment_id = (
-        f"{group_id}/providers/Microsoft.App/managedEnvironments/{p['acaEnvironmentName']}"
-    )
-    app_id = f"{group_id}/providers/Microsoft.App/containerApps/{p['acaAppName']}"
-    location, tags = p["location"], p["tags"]
-    steps: list[Step] = []
-    if p["useExistingStorageAccount"]:
-        steps.append(
-            Step(account_id, "Microsoft.Storage/storageAccounts", storage_v, None, existing=True)
-        )
-    else:
-        steps += [
-            Step(
-                account_id,
-                "Microsoft.Storage/storageAccounts",
-                storage_v,
-                {
-                    "location": location,
-                    "tags": tags,
-                    "kind": "StorageV2",
-                    "sku": {"name": "Standard_LRS"},
-                    "properties": {
-                        "accessTier": "Hot",
-                        "allowBlobPublicAccess": False,
-                        "allowCrossTenantReplication": False,
-                        "allowSharedKeyAccess": True,
-                        "largeFileSharesState": "Enabled",
-                        "minimumTlsVersion": "TLS1_2",
-                        "publicNetworkAccess": "Enabled",
-                        "supportsHttpsTrafficOnly": True,
-                        "networkAcls": {"bypass": "AzureServices", "defaultAction": "Allow"},
-                    },
-                },
-            ),
-            Step(
-                f"{account_id}/fileServices/default",
-                "Microsoft.Storage/storageAccounts/fileServices",
-                storage_v,
-                {"properties": {"shareDeleteRetentionPolicy": {"enabled": True, "days": 7}}},
-            ),
-            Step(
-                f"{account_id}/fileServices/default/shares/{p['fileShareName']}",
-                "Microsoft.Storage/storageAccounts/fileServices/shares",
-                storage_v,
-                {
-                    "properties": {
-                        "accessTier": "TransactionOptimized",
-                        "enabledProtocols": "SMB",
-                        "shareQuota": p["fileShareQuotaGiB"],
-                    }
-                },
-            ),
-        ]
-    creates_environment = not p["useExistingEnvironment"]
-    if creates_environment and not p["useExistingLogAnalytics"]:
-        steps.append(
-            Step(
-                workspace_id,
-                "Microsoft.OperationalInsights/workspaces",
-                logs_v,
-                {
-                    "location": location,
-                    "tags": tags,
-                    "properties": {
-                        "sku": {"name": "PerGB2018"},
-                        "retentionInDays": p["logRetentionInDays"],
-                        "workspaceCapping": {"dailyQuotaGb": -1},
-                        "features": {"enableLogAccessUsingOnlyResourcePermissions": True},
-                        "publicNetworkAccessForIngestion": "Enabled",
-                        "publicNetworkAccessForQuery": "Enabled",
-                    },
-                },
-            )
-        )
-    if creates_environment:
-        profile_type = p["gpuProfileType"]
-        consumption = {"name": "Consumption", "workloadProfileType": "Consumption"}
-        gpu: dict[str, Any] = {
-            "name": p["workloadProfileName"],
-            "workloadProfileType": profile_type,
-        }
-        if profile_type.startswith("NC"):
-            gpu |= {
-                "minimumCount": p["minimumInstanceCount"],
-                "maximumCount": p["maximumInstanceCount"],
-            }
-
-        def with_log_keys(double: AzureDouble, body: dict[str, Any]) -> None:
-            workspace = double.internal_request("GET", workspace_id, logs_v, None).json() or {}
-            keys = (
-                double.internal_request("POST", f"{workspace_id}/sharedKeys", logs_v, None).json()
-                or {}
-            )
-            body["properties"]["appLogsConfiguration"] = {
-                "destination": "log-analytics",
-                "logAnalyticsConfiguration": {
-                    "customerId": (workspace.get("properties") or {}).get("customerId", ""),
-                    "sharedKey": keys.get("primarySharedKey", ""),
-                },
-            }
-
-        def with_account_key(double: AzureDouble, body: dict[str, Any]) -> None:
-            keys = (
-                double.internal_request("POST", f"{account_id}/listKeys", storage_v, None).json()
-                or {}
-            )
-            body["properties"]["azureFile"]["accountKey"] = (keys.get("keys") or [{}])[0].get(
-                "value", ""
-            )
-
-        steps += [
-            Step(
-                environment_id,
-                "Microsoft.App/managedEnvironments",
-                app_v,
-                {
-                    "location": location,
-                    "tags": tags,
-                    "properties": {
-                        "publicNetworkAccess": "Enabled",
-                        "zoneRedundant": False,
-                        "workloadProfiles": [consumption]
-                        if profile_type == "Consumption"
-                        else [consumption, gpu],
-                    },
-                },
-                prepare=with_log_keys,
-            ),
-            Step(
-                f"{environment_id}/storages/{p['acaEnvironmentStorageName']}",
-                "Microsoft.App/managedEnvironments/storages",
-                app_v,
-                {
-                    "properties": {
-                        "azureFile": {
-                            "accountName": p["storageAccountName"],
-                            "shareName": p["fileShareName"],
-                            "accessMode": p["fileShareAccessMode"],
-                        }
-                    }
-                },
-                prepare=with_account_key,
-            ),
-        ]
-    else:
-        steps.append(
-            Step(environment_id, "Microsoft.App/managedEnvironments", app_v, None, existing=True)
-        )
-    steps.append(
-        Step(
-            app_id,
-            "Microsoft.App/containerApps",
-            app_v,
-            container_app_body(p, environment_id),
-            outputs=lambda app: {
-                "app": {
-                    "outputs": {
-                        "name": app.get("name"),
-                        "endpoint": "https://"
-                        + str(
-                            (
-                                ((app.get("properties") or {}).get("configuration") or {}).get(
-                                    "ingress"
-                                )
-                                or {}
-                            ).get("fqdn")
-                        ),
-                    }
-                }
-            },
-        )
-    )
-    return steps
-
-
-REPLICA_RESOURCES = {
-    "Consumption": (4.0, "8Gi"),
-    "Consumption-GPU-NC8as-T4": (8.0, "56Gi"),
-    "Consumption-GPU-NC24-A100": (24.0, "220Gi"),
-    "NC24-A100": (24.0, "220Gi"),
-    "NC48-A100": (48.0, "440Gi"),
-    "NC96-A100": (96.0, "880Gi"),
-}
-
-
-def container_app_body(p: dict[str, Any], environment_id: str) -> dict[str, Any]:
-    """modules/app.bicep's container app."""
-    port, mount = 7860, "/mount"
-    command = (
-        ["python", "/mount/app/bootstrap.py"]
-        if not p["defaultCommands"]
-        else ["/bin/bash", "-c", "; ".join(p["defaultCommands"])]
-    )
-    cpu, memory = REPLICA_RESOURCES[p["gpuProfileType"]]
-
-    def probe(
-        kind: str, path: str, period: int, failures: int, delay: int | None = None
-    ) -> dict[str, Any]:
-        found: dict[str, Any] = {
-            "type": kind,
-            "httpGet": {"path": path, "port": port, "scheme": "HTTP"},
-            "periodSeconds": period,
-            "failureThreshold": failures,
-            "timeoutSeconds": 5,
-        }
-        if delay is not None:
-            found["initialDelaySeconds"] = delay
-        return found
-
-    return {
-        "location": p["location"],
-        "tags": p["tags"],
-        "properties": {
-            "environmentId": environment_id,
-            "workloadProfileName": "Consumption"
-            if p["gpuProfileType"] == "Consumption"
-            else p["workloadProfileName"],
-            "configuration": {
-                "activeRevisionsMode": "Single",
-                "ingress": {
-                    "external": True,
-                    "targetPort": port,
-                    "transport": "auto",
-                    "allowInsecure": False,
-                    "traffic": [{"latestRevision": True, "weight": 100}],
-                },
-                "secrets": [
-                    {"name": "api-key-primary", "value": p["apiKeyPrimary"]},
-                    {"name": "api-key-secondary", "value": p["apiKeySecondary"]},
-                ],
-            },
-            "template": {
-                "containers": [
-                    {
-                        "name": "inference",
-                        "image": p["containerImage"],
-                        "command": command,
-                        "env": [
-                            {"name": "ACA_INFER_MOUNT_ROOT", "value": mount},
-                            {"name": "ACA_INFER_MODEL_PATH", "value": p["modelPath"]},
-                            {"name": "ACA_INFER_ADAPTER_PATH", "value": p["adapterPath"]},
-                            {"name": "ACA_INFER_PORT", "value": str(port)},
-                            {"name": "ACA_INFER_API_KEY_PRIMARY", "secretRef": "api-key-primary"},
-                            {
-                                "name": "ACA_INFER_API_KEY_SECONDARY",
-                                "secretRef": "api-key-secondary",
-                            },
-                            {"name": "HF_HUB_OFFLINE", "value": "1"},
-                            {"name": "GRADIO_ANALYTICS_ENABLED", "value": "False"},
-                        ],
-                        "resources": {"cpu": cpu, "memory": memory},
-                        "probes": [
-                            probe(
-                                "Startup",
-                                "/ready",
-                                p["startupProbePeriodSeconds"],
-                                p["startupProbeFailureThreshold"],
-                                p["startupProbeInitialDelaySeconds"],
-                            ),
-                            probe("Liveness", "/health", 30, 3),
-                            probe("Readiness", "/ready", 10, 3),
-                        ],
-                        "volumeMounts": [{"volumeName": "model-share", "mountPath": mount}],
-                    }
-                ],
-                "scale": {
-                    "minReplicas": p["minimumInstanceCount"],
-                    "maxReplicas": p["maximumInstanceCount"],
-                    "rules": [
-                        {
-                            "name": "http-concurrency",
-                            "http": {
-                                "metadata": {"concurrentRequests": str(p["concurrentRequests"])}
-                            },
-                        }
-                    ],
-                },
-                "volumes": [
-                    {
-                        "name": "model-share",
-                        "storageType": "AzureFile",
-                        "storageName": p["acaEnvironmentStorageName"],
-                    }
-                ],
-            },
-        },
-    }

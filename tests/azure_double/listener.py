@@ -7,12 +7,13 @@ import contextlib
 import socket
 import ssl
 import threading
+import traceback
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from tests.azure_double.http import DropConnection, Request, Response
+from tests.azure_double.http import DropConnection, Request, Response, arm_error
 
 LOOPBACK = "127.0.0.1"
 
@@ -94,6 +95,10 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
+        except Exception as error:
+            # A bug in the double: answer as a failing service would, and show where it is.
+            traceback.print_exc()
+            response = arm_error(500, "InternalServerError", f"The double failed: {error!r}")
         if not consumed["done"]:
             self._read_body(request.headers, None)  # keep the connection usable
         self._write(response)

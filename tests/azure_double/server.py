@@ -102,6 +102,8 @@ class AzureDouble:
         self.ca_bundle = self.state_dir / "tls" / "ca.pem"
         self.env: dict[str, str] = {}
         self._started = False
+        # Set by stop(): background work (deployments waiting on resources) ends promptly.
+        self.stopping = threading.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class AzureDouble:
         if not self._started:
             return
         self._started = False
+        self.stopping.set()
         for hook in reversed(self._stop_hooks):
             with contextlib.suppress(Exception):
                 hook()

@@ -208,7 +208,7 @@ class StorageProvider:
                 NAMESPACE,
                 location,
                 request.query["api-version"],
-                lambda _: None,
+                lambda _: self.double.store.get(account_id),  # Location answers the account
             )
             response = self.double.operations.accepted(operation)
             del response.headers["Azure-AsyncOperation"]  # storage polls Location

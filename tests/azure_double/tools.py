@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,11 @@ def install(double: AzureDouble) -> dict[str, str]:
         script.chmod(0o755)
     config_dir = double.state_dir / "azure-config"
     config_dir.mkdir(exist_ok=True)
+    # What `az login` leaves behind; az writes it with a byte-order mark.
+    (config_dir / "azureProfile.json").write_text(
+        json.dumps({"installationId": str(uuid.uuid4()), "subscriptions": [_account(identity)]}),
+        encoding="utf-8-sig",
+    )
     return {
         "ACA_INFER_ARM_ENDPOINT": double.arm_endpoint,
         "AZURE_SUBSCRIPTION_ID": double.subscription_id,
@@ -80,6 +86,22 @@ def install(double: AzureDouble) -> dict[str, str]:
 
 def _identity(path: str) -> dict[str, Any]:
     return dict(json.loads(Path(path).read_text()))
+
+
+def _account(identity: Path | str) -> dict[str, Any]:
+    """The signed-in account, as `az account show` prints it and azureProfile.json keeps it."""
+    known = _identity(str(identity))
+    return {
+        "environmentName": "AzureCloud",
+        "homeTenantId": known["tenant_id"],
+        "id": known["subscription_id"],
+        "isDefault": True,
+        "managedByTenants": [],
+        "name": "aca-infer Azure double",
+        "state": "Enabled",
+        "tenantId": known["tenant_id"],
+        "user": {"name": USER_NAME, "type": "user"},
+    }
 
 
 def _print_json(value: Any) -> None:
@@ -125,18 +147,7 @@ def az_main(argv: list[str], identity_path: str) -> int:
         )
         return 0
     if argv[:2] == ["account", "show"]:
-        _print_json(
-            {
-                "environmentName": "AzureCloud",
-                "homeTenantId": identity["tenant_id"],
-                "id": identity["subscription_id"],
-                "isDefault": True,
-                "name": "aca-infer Azure double",
-                "state": "Enabled",
-                "tenantId": identity["tenant_id"],
-                "user": {"name": USER_NAME, "type": "user"},
-            }
-        )
+        _print_json(_account(identity_path))
         return 0
     if argv[:1] == ["bicep"]:
         if argv[1:2] == ["version"]:
