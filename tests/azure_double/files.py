@@ -6,12 +6,14 @@ host). File bodies are real files under `double.share_root(account, share)`, so 
 mounts the share reads what a client uploaded; properties, metadata and leases are kept by
 `FilesState`.
 
-Errors follow the service: XML `<Error>` with `x-ms-error-code`. Writes to a leased file answer
-412 `LeaseIdMissing` without the lease id, 412 `LeaseIdMismatchWithFileOperation` with another
-one, 412 `LeaseNotPresentWithFileOperation` with an id when no lease is held; lease operations
-answer 409 `LeaseAlreadyPresent`, `LeaseIdMismatchWithLeaseOperation` or
-`LeaseNotPresentWithLeaseOperation`. File leases are infinite (no renew; a duration other than -1
-is refused).
+Requests are authenticated by `files_auth`, refused in the service's XML shape by
+`files_errors`, and leases follow `files_leases`. What the double does not implement (share
+leases, snapshots, copies, handles, service properties) answers 501 NotImplemented, which the
+SDK does not retry.
+
+Faults for tests: `hold_lease` (a lease held by another client) and `drop_uploads` (a connection
+dropped mid-upload); the core's generic faults (429, 503 with Retry-After ...) reach this
+listener too. Every request lands in the double's request log.
 """
 
 from __future__ import annotations
@@ -32,7 +34,22 @@ from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 from tests.azure_double.auth import check_bearer
+from tests.azure_double.faults import Fault, Faults
 from tests.azure_double.files_auth import authenticate
+from tests.azure_double.files_errors import (
+    Refused,
+    already_exists,
+    bad_header,
+    invalid_marker,
+    invalid_name,
+    invalid_range,
+    missing_header,
+    not_found,
+    parent_not_found,
+    refuse,
+    share_not_found,
+)
+from tests.azure_double.files_leases import guard_lease, lease_operation
 from tests.azure_double.files_store import (
     MAX_PATH_LENGTH,
     PERMISSION_KEY,
@@ -41,6 +58,7 @@ from tests.azure_double.files_store import (
     Lease,
     Located,
     ShareRecord,
+    WrittenRanges,
     invalid_segment,
     locate,
     record_key,
@@ -54,6 +72,7 @@ from tests.azure_double.files_xml import (
     files_error,
     http_date,
     iso_time,
+    range_list,
     share_list,
 )
 from tests.azure_double.http import Request, Response
@@ -73,7 +92,6 @@ SUPPORTED_VERSIONS = frozenset(
 MAX_RANGE_BYTES = 4 * 1024 * 1024
 MAX_LIST_RESULTS = 5000
 SHARE_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-GUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 # Request headers that carry a file's content settings, and the response headers they become.
 CONTENT_SETTINGS = {
@@ -96,67 +114,6 @@ class DoubleForFiles(Protocol):
     def share_root(self, account: str, share: str) -> Path: ...
 
     def storage_account_keys(self, account: str) -> list[str]: ...
-
-
-class Refused(Exception):
-    """An operation stops with the service's error response."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.headers.get("x-ms-error-code", ""))
-        self.response = response
-
-
-def _refuse(status: int, code: str, message: str, **details: str) -> Refused:
-    return Refused(files_error(status, code, message, details=details or None))
-
-
-def _invalid_range(size: int) -> Refused:
-    return Refused(
-        files_error(
-            416,
-            "InvalidRange",
-            "The range specified is invalid for the current size of the resource.",
-            headers={"Content-Range": f"bytes */{size}"},
-        )
-    )
-
-
-def _already_exists() -> Refused:
-    return _refuse(409, "ResourceAlreadyExists", "The specified resource already exists.")
-
-
-def _not_found_share() -> Refused:
-    return _refuse(404, "ShareNotFound", "The specified share does not exist.")
-
-
-def _not_found() -> Refused:
-    return _refuse(404, "ResourceNotFound", "The specified resource does not exist.")
-
-
-def _parent_not_found() -> Refused:
-    return _refuse(404, "ParentNotFound", "The specified parent path does not exist.")
-
-
-def _invalid_name() -> Refused:
-    return _refuse(
-        400, "InvalidResourceName", "The specified resource name contains invalid characters."
-    )
-
-
-def _no_lease() -> Refused:
-    return _refuse(
-        409, "LeaseNotPresentWithLeaseOperation", "There is currently no lease on the file."
-    )
-
-
-def _bad_header(name: str, value: str, message: str | None = None) -> Refused:
-    return _refuse(
-        400,
-        "InvalidHeaderValue",
-        message or "The value for one of the HTTP headers is not in the correct format.",
-        HeaderName=name,
-        HeaderValue=value,
-    )
 
 
 @dataclass(frozen=True)
@@ -189,17 +146,12 @@ def _int_header(request: Request, name: str, default: int | None = None) -> int:
     raw = request.headers.get(name)
     if raw is None:
         if default is None:
-            raise _refuse(
-                400,
-                "MissingRequiredHeader",
-                "An HTTP header that's mandatory for this request is not specified.",
-                HeaderName=name,
-            )
+            raise missing_header(name)
         return default
     try:
         return int(raw)
     except ValueError:
-        raise _bad_header(name, raw) from None
+        raise bad_header(name, raw) from None
 
 
 def _file_id(path: Path) -> str:
@@ -219,7 +171,7 @@ def _smb_time(headers: dict[str, str], name: str, current: datetime, now: dateti
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")[:26] + "+00:00")
     except ValueError:
-        raise _bad_header(name, raw) from None
+        raise bad_header(name, raw) from None
 
 
 class FileService:
@@ -259,12 +211,14 @@ class FileService:
             return problem
         self._check_version(request)
         if request.headers.get("x-ms-structured-body"):
-            raise _bad_header(
+            raise bad_header(
                 "x-ms-structured-body",
                 request.headers["x-ms-structured-body"],
                 "The double does not implement structured-message (CRC64) bodies; "
                 "use validate_content=True (MD5) or none.",
             )
+        if request.query.get("sharesnapshot"):
+            return self._unsupported(request, "share snapshots")
         restype = request.query.get("restype", "").lower()
         comp = request.query.get("comp", "").lower()
         with self.state.lock:
@@ -276,42 +230,39 @@ class FileService:
             if restype == "directory":
                 return self._directory(request, target, comp)
             if not target.segments:
-                raise _refuse(400, "InvalidUri", "The requested URI does not represent a file.")
+                raise refuse(400, "InvalidUri", "The requested URI does not represent a file.")
             return self._file(request, target, comp)
 
     def _target(self, request: Request) -> Target:
         parts = request.path.split("/")[1:]
         account = parts[0] if parts else ""
         if not account:
-            raise _refuse(400, "InvalidUri", "The requested URI does not name a storage account.")
+            raise refuse(400, "InvalidUri", "The requested URI does not name a storage account.")
         try:
             self._double.storage_account_keys(account)
         except KeyError:
-            raise _refuse(
+            raise refuse(
                 404, "ResourceNotFound", f"The storage account '{account}' does not exist."
             ) from None
         share = parts[1] if len(parts) > 1 else ""
+        if share and not SHARE_NAME.match(share):
+            raise invalid_name()  # also keeps ".." and the like out of the state folder
         rest = parts[2:]
         if rest and rest[-1] == "":
             rest = rest[:-1]
         keep_dots = request.headers.get("x-ms-allow-trailing-dot", "").lower() == "true"
         segments = rest if keep_dots else [s.rstrip(".") for s in rest]
         if len(request.path) > MAX_PATH_LENGTH or any(invalid_segment(s) for s in segments):
-            raise _invalid_name()
+            raise invalid_name()
         root = self._double.share_root(account, share) if share else Path()
         return Target(account, share, segments, root)
 
     def _check_version(self, request: Request) -> None:
         version = request.headers.get("x-ms-version")
         if version is None:
-            raise _refuse(
-                400,
-                "MissingRequiredHeader",
-                "An HTTP header that's mandatory for this request is not specified.",
-                HeaderName="x-ms-version",
-            )
+            raise missing_header("x-ms-version")
         if version not in SUPPORTED_VERSIONS:
-            raise _bad_header("x-ms-version", version)
+            raise bad_header("x-ms-version", version)
 
     def _unsupported(self, request: Request, what: str) -> Response:
         return files_error(
@@ -327,12 +278,10 @@ class FileService:
         return self._unsupported(request, f"the account with restype={restype} comp={comp}")
 
     def _list_shares(self, request: Request, target: Target) -> Response:
-        account_folder = self._double.share_root(target.account, "share").parent
-        names = (
-            sorted(p.name for p in account_folder.iterdir() if p.is_dir())
-            if (account_folder.is_dir())
-            else []
-        )
+        # Every share of the account is a folder beside any share's folder.
+        account_folder = self._double.share_root(target.account, "any").parent
+        folders = account_folder.iterdir() if account_folder.is_dir() else iter(())
+        names = sorted(p.name for p in folders if p.is_dir() and SHARE_NAME.match(p.name))
         prefix = request.query.get("prefix")
         if prefix:
             names = [n for n in names if n.startswith(prefix)]
@@ -371,7 +320,7 @@ class FileService:
         max_results: int | None = None
         if raw_max is not None:
             if not raw_max.isdigit() or not 1 <= int(raw_max) <= MAX_LIST_RESULTS:
-                raise _refuse(
+                raise refuse(
                     400,
                     "OutOfRangeQueryParameterValue",
                     "One of the query parameters specified in the request URI is outside the "
@@ -385,9 +334,7 @@ class FileService:
             try:
                 start = base64.urlsafe_b64decode(marker.encode()).decode()
             except (binascii.Error, UnicodeDecodeError, ValueError):
-                raise _refuse(
-                    400, "InvalidContinuationToken", "The specified continuation token is invalid."
-                ) from None
+                raise invalid_marker() from None
             names = [n for n in names if key(n) >= start]
         limit = max_results or MAX_LIST_RESULTS
         page, rest = names[:limit], names[limit:]
@@ -397,7 +344,7 @@ class FileService:
     # ----- shares ------------------------------------------------------------------------
     def _existing_share_record(self, target: Target) -> ShareRecord:
         if not target.root.is_dir():
-            raise _not_found_share()
+            raise share_not_found()
         return self.state.share(target.account, target.share, target.root)
 
     def _share_headers(self, record: ShareRecord) -> dict[str, str]:
@@ -405,12 +352,10 @@ class FileService:
 
     def _share(self, request: Request, target: Target, comp: str) -> Response:
         if target.segments:
-            raise _refuse(400, "InvalidUri", "A share request names no path inside the share.")
+            raise refuse(400, "InvalidUri", "A share request names no path inside the share.")
         if request.method == "PUT" and not comp:
-            if not SHARE_NAME.match(target.share):
-                raise _invalid_name()
             if target.root.is_dir():
-                raise _refuse(409, "ShareAlreadyExists", "The specified share already exists.")
+                raise refuse(409, "ShareAlreadyExists", "The specified share already exists.")
             target.root.mkdir(parents=True)
             record = self.state.new_share(target.account, target.share)
             record.metadata = _metadata(request)
@@ -473,28 +418,6 @@ class FileService:
         record.last_write = _smb_time(headers, "x-ms-file-last-write-time", record.last_write, now)
         record.changed = _smb_time(headers, "x-ms-file-change-time", now, now)
 
-    @staticmethod
-    def _guard_lease(record: ItemRecord, given: str | None) -> None:
-        """A write or delete, or a read that names a lease, against the file's lease."""
-        if record.lease_active and record.lease is not None:
-            if given is None:
-                raise _refuse(
-                    412,
-                    "LeaseIdMissing",
-                    "There is currently a lease on the file and no lease ID was specified in the "
-                    "request.",
-                )
-            if given.lower() != record.lease.lease_id:
-                raise _refuse(
-                    412,
-                    "LeaseIdMismatchWithFileOperation",
-                    "The lease ID specified did not match the lease ID for the file.",
-                )
-        elif given is not None:
-            raise _refuse(
-                412, "LeaseNotPresentWithFileOperation", "There is currently no lease on the file."
-            )
-
     # ----- directories -------------------------------------------------------------------
     def _directory(self, request: Request, target: Target, comp: str) -> Response:
         located = self._locate(target)
@@ -503,9 +426,9 @@ class FileService:
         if request.method == "PUT" and comp == "rename":
             return self._rename(request, target, located, directory=True)
         if located.parent is None:
-            raise _parent_not_found()
+            raise parent_not_found()
         if not located.is_dir or located.path is None:
-            raise _not_found()
+            raise not_found()
         path = located.path
         if request.method == "GET" and comp == "list":
             return self._list_directory(request, target, path)
@@ -515,9 +438,9 @@ class FileService:
             return Response(200, headers=headers)
         if request.method == "DELETE" and not comp:
             if not target.segments:
-                raise _refuse(400, "InvalidUri", "The root directory of a share cannot be deleted.")
+                raise refuse(400, "InvalidUri", "The root directory of a share cannot be deleted.")
             if any(path.iterdir()):
-                raise _refuse(409, "DirectoryNotEmpty", "The specified directory is not empty.")
+                raise refuse(409, "DirectoryNotEmpty", "The specified directory is not empty.")
             path.rmdir()
             self.state.forget_item(target.account, target.share, target.segments)
             return Response(202)
@@ -532,9 +455,9 @@ class FileService:
 
     def _create_directory(self, request: Request, target: Target, located: Located) -> Response:
         if located.parent is None or located.path is None:
-            raise _parent_not_found()
+            raise parent_not_found()
         if located.exists:
-            raise _already_exists()
+            raise already_exists()
         located.path.mkdir()
         record = self.state.new_item(target.account, target.share, target.segments, located.path)
         record.metadata = _metadata(request)
@@ -548,7 +471,7 @@ class FileService:
                 request.headers.get("x-ms-file-extended-info", "").lower() == "true",
             )
         except ValueError as error:
-            raise _refuse(
+            raise refuse(
                 400,
                 "InvalidQueryParameterValue",
                 "Value for one of the query parameters specified in the request URI is invalid.",
@@ -605,30 +528,34 @@ class FileService:
         if request.method == "PUT" and comp == "rename":
             return self._rename(request, target, located, directory=False)
         if located.parent is None:
-            raise _parent_not_found()
+            raise parent_not_found()
         if not located.is_file or located.path is None:
-            raise _not_found()
+            raise not_found()
         path = located.path
         record = self._record(target, path)
         lease_id = request.headers.get("x-ms-lease-id")
         if request.method in {"GET", "HEAD"} and not comp:
             if lease_id is not None:
-                self._guard_lease(record, lease_id)
+                guard_lease(record, lease_id)
             if request.method == "HEAD":
                 return Response(200, headers=self._file_headers(record, path))
             return self._download(request, record, path)
         if request.method == "PUT" and comp == "lease":
-            return self._lease(request, record, path)
+            return lease_operation(request, record)
+        if request.method == "GET" and comp == "rangelist":
+            if lease_id is not None:
+                guard_lease(record, lease_id)
+            return self._range_list(request, record, path)
         if request.method == "DELETE" and not comp:
-            self._guard_lease(record, lease_id)
+            guard_lease(record, lease_id)
             path.unlink()
             self.state.forget_item(target.account, target.share, target.segments)
             return Response(202)
         if request.method == "PUT" and comp == "range":
-            self._guard_lease(record, lease_id)
+            guard_lease(record, lease_id)
             return self._put_range(request, record, path)
         if request.method == "PUT" and comp in {"metadata", "properties"}:
-            self._guard_lease(record, lease_id)
+            guard_lease(record, lease_id)
             if comp == "metadata":
                 record.metadata = _metadata(request)
                 record.touch(self.state.clock, path, write_time=False)
@@ -657,25 +584,25 @@ class FileService:
 
     def _create_file(self, request: Request, target: Target, located: Located) -> Response:
         if request.headers.get("x-ms-type", "").lower() != "file":
-            raise _bad_header("x-ms-type", request.headers.get("x-ms-type", ""))
+            raise bad_header("x-ms-type", request.headers.get("x-ms-type", ""))
         size = _int_header(request, "x-ms-content-length")
         if size < 0:
-            raise _bad_header("x-ms-content-length", str(size))
+            raise bad_header("x-ms-content-length", str(size))
         if located.parent is None or located.path is None:
-            raise _parent_not_found()
+            raise parent_not_found()
         if located.is_dir:
-            raise _refuse(
+            raise refuse(
                 409,
                 "ResourceTypeMismatch",
                 "The specified resource type does not match the type of the existing resource.",
             )
         body = request.body
         if len(body) > size:
-            raise _bad_header("Content-Length", str(len(body)))
+            raise bad_header("Content-Length", str(len(body)))
         self._check_md5(request, body)
         previous = self._record(target, located.path) if located.exists else None
         if previous is not None:
-            self._guard_lease(previous, request.headers.get("x-ms-lease-id"))
+            guard_lease(previous, request.headers.get("x-ms-lease-id"))
         with open(located.path, "wb") as handle:
             handle.write(body)
             handle.truncate(size)
@@ -688,6 +615,7 @@ class FileService:
             for name, header in CONTENT_SETTINGS.items()
             if request.headers.get(name)
         }
+        record.written = WrittenRanges.whole(len(body))
         self._apply_smb_times(request, record)
         record.touch(self.state.clock, located.path)
         return Response(201, headers=self._smb_headers(record, located.path, False))
@@ -702,8 +630,9 @@ class FileService:
         if "x-ms-content-length" in request.headers:
             size = _int_header(request, "x-ms-content-length")
             if size < 0:
-                raise _bad_header("x-ms-content-length", str(size))
+                raise bad_header("x-ms-content-length", str(size))
             os.truncate(path, size)
+            record.written.truncate(size)
         self._apply_smb_times(request, record)
         record.touch(self.state.clock, path, write_time="x-ms-content-length" in request.headers)
 
@@ -714,7 +643,7 @@ class FileService:
             return
         actual = base64.b64encode(hashlib.md5(body).digest()).decode()
         if sent != actual:
-            raise _refuse(
+            raise refuse(
                 400,
                 "Md5Mismatch",
                 "The MD5 value specified in the request did not match with the MD5 value "
@@ -730,29 +659,24 @@ class FileService:
             return None
         match = RANGE.match(raw.strip())
         if match is None:
-            raise _bad_header("x-ms-range", raw)
+            raise bad_header("x-ms-range", raw)
         start = int(match.group(1))
         end = int(match.group(2)) if match.group(2) else None
         if end is not None and end < start:
-            raise _bad_header("x-ms-range", raw)
+            raise bad_header("x-ms-range", raw)
         return start, end
 
     def _put_range(self, request: Request, record: ItemRecord, path: Path) -> Response:
         requested = self._range(request)
         if requested is None or requested[1] is None:
-            raise _refuse(
-                400,
-                "MissingRequiredHeader",
-                "An HTTP header that's mandatory for this request is not specified.",
-                HeaderName="x-ms-range",
-            )
+            raise missing_header("x-ms-range")
         start, end = requested[0], requested[1]
         length = end - start + 1
         write = request.headers.get("x-ms-write", "").lower()
         if write not in {"update", "clear"}:
-            raise _bad_header("x-ms-write", request.headers.get("x-ms-write", ""))
+            raise bad_header("x-ms-write", request.headers.get("x-ms-write", ""))
         if length > MAX_RANGE_BYTES:
-            raise _refuse(
+            raise refuse(
                 413,
                 "RequestBodyTooLarge",
                 "The request body is too large and exceeds the maximum permissible limit.",
@@ -760,22 +684,26 @@ class FileService:
             )
         size = path.stat().st_size
         if end >= size:
-            raise _invalid_range(size)
+            raise invalid_range(size)
         body = request.body
         headers: dict[str, str] = {}
         if write == "update":
             if len(body) != length:
-                raise _bad_header("Content-Length", str(len(body)))
+                raise bad_header("Content-Length", str(len(body)))
             self._check_md5(request, body)
             data = body
             headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
         else:
             if body:
-                raise _bad_header("Content-Length", str(len(body)))
+                raise bad_header("Content-Length", str(len(body)))
             data = bytes(length)
         with open(path, "r+b") as handle:
             handle.seek(start)
             handle.write(data)
+        if write == "update":
+            record.written.add(start, end)
+        else:
+            record.written.remove(start, end)
         preserve = request.headers.get("x-ms-file-last-write-time", "").lower() == "preserve"
         record.touch(self.state.clock, path, write_time=not preserve)
         return Response(201, headers={**headers, **self._smb_headers(record, path, False)})
@@ -791,7 +719,7 @@ class FileService:
             return Response(200, body, headers)
         start, end = requested
         if start >= size:
-            raise _invalid_range(size)
+            raise invalid_range(size)
         last = min(size - 1, end if end is not None else size - 1)
         with open(path, "rb") as handle:
             handle.seek(start)
@@ -801,7 +729,7 @@ class FileService:
             headers["x-ms-content-md5"] = whole_md5
         if request.headers.get("x-ms-range-get-content-md5", "").lower() == "true":
             if len(body) > MAX_RANGE_BYTES:
-                raise _bad_header(
+                raise bad_header(
                     "x-ms-range-get-content-md5",
                     "true",
                     "The MD5 of a range is returned only for ranges of at most 4 MiB.",
@@ -811,90 +739,50 @@ class FileService:
         headers["Content-Range"] = f"bytes {start}-{last}/{size}"
         return Response(206, body, headers)
 
-    # ----- leases ------------------------------------------------------------------------
-    def _lease(self, request: Request, record: ItemRecord, path: Path) -> Response:
-        action = request.headers.get("x-ms-lease-action", "").lower()
-        given = request.headers.get("x-ms-lease-id")
-        proposed = request.headers.get("x-ms-proposed-lease-id")
-        for name, value in (("x-ms-lease-id", given), ("x-ms-proposed-lease-id", proposed)):
-            if value is not None and not GUID.match(value):
-                raise _bad_header(name, value)
-        lease = record.lease if record.lease_active else None
-        headers = {"ETag": record.etag, "Last-Modified": http_date(record.last_modified)}
-        if action == "acquire":
-            duration = request.headers.get("x-ms-lease-duration", "-1")
-            if duration != "-1":
-                raise _bad_header(
-                    "x-ms-lease-duration", duration, "File leases are infinite: the duration is -1."
-                )
-            if lease is not None and (proposed is None or proposed.lower() != lease.lease_id):
-                raise _refuse(409, "LeaseAlreadyPresent", "There is already a lease present.")
-            new_id = (proposed or str(uuid.uuid4())).lower()
-            record.lease = Lease(new_id)
-            return Response(201, headers={**headers, "x-ms-lease-id": new_id})
-        if action == "break":
-            if record.lease is None:
-                raise _no_lease()
-            record.lease.broken = True
-            return Response(202, headers={**headers, "x-ms-lease-time": "0"})
-        if action not in {"release", "change"}:
-            raise _bad_header("x-ms-lease-action", action)
-        if given is None:
-            raise _refuse(
-                400,
-                "MissingRequiredHeader",
-                "An HTTP header that's mandatory for this request is not specified.",
-                HeaderName="x-ms-lease-id",
-            )
-        held = record.lease
-        if held is None or (action == "change" and held.broken):
-            raise _no_lease()
-        if action == "release":
-            if given.lower() != held.lease_id:
-                raise _refuse(
-                    409,
-                    "LeaseIdMismatchWithLeaseOperation",
-                    "The lease ID specified did not match the lease ID for the file.",
-                )
-            record.lease = None
-            return Response(200, headers=headers)
-        if proposed is None:
-            raise _refuse(
-                400,
-                "MissingRequiredHeader",
-                "An HTTP header that's mandatory for this request is not specified.",
-                HeaderName="x-ms-proposed-lease-id",
-            )
-        if held.lease_id not in {given.lower(), proposed.lower()}:
-            raise _refuse(
-                409,
-                "LeaseIdMismatchWithLeaseOperation",
-                "The lease ID specified did not match the lease ID for the file.",
-            )
-        held.lease_id = proposed.lower()
-        return Response(200, headers={**headers, "x-ms-lease-id": held.lease_id})
+    def _range_list(self, request: Request, record: ItemRecord, path: Path) -> Response:
+        if request.query.get("prevsharesnapshot"):
+            return self._unsupported(request, "a file's range diff against a snapshot")
+        size = path.stat().st_size
+        requested = self._range(request)
+        start, end = (0, size - 1) if requested is None else requested
+        last = size - 1 if end is None else min(end, size - 1)
+        ranges = record.written.within(start, last)
+        # A page of ranges; the marker is the offset where the next page starts.
+        marker = request.query.get("marker")
+        if marker:
+            if not marker.isdigit():
+                raise invalid_marker()
+            ranges = [(max(low, int(marker)), high) for low, high in ranges if high >= int(marker)]
+        limit = request.query.get("maxresults", "")
+        page = ranges[: int(limit)] if limit.isdigit() and int(limit) > 0 else ranges
+        next_marker = str(ranges[len(page)][0]) if len(page) < len(ranges) else ""
+        return Response(
+            200,
+            range_list(page, next_marker),
+            {
+                "Content-Type": XML_CONTENT_TYPE,
+                "ETag": record.etag,
+                "Last-Modified": http_date(record.last_modified),
+                "x-ms-content-length": str(size),
+            },
+        )
 
     # ----- rename ------------------------------------------------------------------------
     def _rename_source(self, request: Request, target: Target) -> list[str]:
         raw = request.headers.get("x-ms-file-rename-source")
         if not raw:
-            raise _refuse(
-                400,
-                "MissingRequiredHeader",
-                "An HTTP header that's mandatory for this request is not specified.",
-                HeaderName="x-ms-file-rename-source",
-            )
+            raise missing_header("x-ms-file-rename-source")
         parsed = urlparse(raw)
         parts = unquote(parsed.path).split("/")
         if parsed.scheme:  # a URL: /<account>/<share>/<path>
             if len(parts) < 4 or parts[1] != target.account or parts[2] != target.share:
-                raise _bad_header(
+                raise bad_header(
                     "x-ms-file-rename-source", raw, "The source must be in the same share."
                 )
             parts = parts[3:]
         segments = [p for p in parts if p]
         if not segments or any(invalid_segment(s) for s in segments):
-            raise _bad_header("x-ms-file-rename-source", raw)
+            raise bad_header("x-ms-file-rename-source", raw)
         return segments
 
     def _rename(
@@ -904,23 +792,23 @@ class FileService:
         source = locate(target.root, source_segments)
         kind_ok = source.is_dir if directory else source.is_file
         if not kind_ok or source.path is None:
-            raise _not_found()
+            raise not_found()
         source_record = self._record(target, source.path, source_segments)
         if not directory:
-            self._guard_lease(source_record, request.headers.get("x-ms-source-lease-id"))
+            guard_lease(source_record, request.headers.get("x-ms-source-lease-id"))
         if destination.parent is None or destination.path is None:
-            raise _parent_not_found()
+            raise parent_not_found()
         source_key, target_key = record_key(source_segments), record_key(target.segments)
         if directory and (target_key + "/").startswith(source_key + "/"):
-            raise _refuse(400, "InvalidResourceName", "A directory cannot move into itself.")
+            raise refuse(400, "InvalidResourceName", "A directory cannot move into itself.")
         same_entry = source_key == target_key
         if destination.exists and not same_entry:
             replace = request.headers.get("x-ms-file-rename-replace-if-exists", "")
             if directory or destination.is_dir or replace.lower() != "true":
-                raise _already_exists()
+                raise already_exists()
             existing = self._record(target, destination.path)
             if existing.lease_active:
-                self._guard_lease(existing, request.headers.get("x-ms-destination-lease-id"))
+                guard_lease(existing, request.headers.get("x-ms-destination-lease-id"))
         wanted = destination.parent / target.segments[-1]
         os.replace(source.path, destination.path)
         if destination.path != wanted:  # a name that differs only in case: keep the new case
@@ -958,6 +846,34 @@ _SERVICES: weakref.WeakKeyDictionary[object, FileService] = weakref.WeakKeyDicti
 def service_of(double: object) -> FileService:
     """The files plane installed on `double` (for helpers such as `hold_lease`)."""
     return _SERVICES[double]
+
+
+def hold_lease(double: object, account: str, share: str, path: str) -> str:
+    """Fault "a lease held by another client": lease `path` (an existing file) as a client the
+    caller does not know; returns the lease id. Writes without it then answer 412."""
+    return service_of(double).hold_lease(account, share, path)
+
+
+def drop_uploads(
+    faults: Faults, *, path: str | None = None, read_bytes: int = 64 * 1024, times: int = 1
+) -> Fault:
+    """Fault "a connection dropped mid-upload": the next `times` put-range requests (to paths
+    matching the regex `path`) lose their connection after `read_bytes` of the body.
+
+    The same fault from another process: POST <arm_endpoint>/_double/faults with
+    {"listener": "files", "method": "PUT", "query": "comp=range", "drop": true, "read_bytes": N}.
+    """
+    return faults.add(
+        Fault(
+            listener="files",
+            method="PUT",
+            path=path,
+            query="comp=range",
+            drop=True,
+            read_bytes=read_bytes,
+            times=times,
+        )
+    )
 
 
 def install(double: DoubleForFiles) -> Callable[[Request], Response]:

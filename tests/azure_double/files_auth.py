@@ -137,6 +137,11 @@ def authenticate(
         if not bearer_valid(request):
             return _auth_failed("The bearer token is invalid or expired.")
         return None
+    if not header and "sig" in request.query:
+        return _auth_failed(
+            "The double does not take shared access signatures: sign with an account key "
+            "(SharedKey) or send a bearer token."
+        )
     if not header:
         return _auth_failed("The Authorization header is missing.")
     return _auth_failed(f"The authorization scheme '{scheme}' is not supported.")

@@ -48,6 +48,49 @@ class Lease:
         return not self.broken
 
 
+class WrittenRanges:
+    """The byte ranges of a file that hold data (Get Ranges lists them): put range adds, clear
+    range and shrinking remove. Inclusive (start, end) pairs, sorted and merged."""
+
+    def __init__(self, ranges: list[tuple[int, int]] | None = None) -> None:
+        self.ranges: list[tuple[int, int]] = list(ranges or [])
+
+    @classmethod
+    def whole(cls, size: int) -> WrittenRanges:
+        return cls([(0, size - 1)] if size > 0 else [])
+
+    def add(self, start: int, end: int) -> None:
+        merged: list[tuple[int, int]] = []
+        for low, high in sorted([*self.ranges, (start, end)]):
+            if merged and low <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+            else:
+                merged.append((low, high))
+        self.ranges = merged
+
+    def remove(self, start: int, end: int) -> None:
+        kept: list[tuple[int, int]] = []
+        for low, high in self.ranges:
+            if high < start or low > end:
+                kept.append((low, high))
+                continue
+            if low < start:
+                kept.append((low, start - 1))
+            if high > end:
+                kept.append((end + 1, high))
+        self.ranges = kept
+
+    def truncate(self, size: int) -> None:
+        self.ranges = [(low, min(high, size - 1)) for low, high in self.ranges if low < size]
+
+    def within(self, start: int, end: int) -> list[tuple[int, int]]:
+        return [
+            (max(low, start), min(high, end))
+            for low, high in self.ranges
+            if high >= start and low <= end
+        ]
+
+
 @dataclass
 class ItemRecord:
     """A file's or directory's properties (everything but the body and the name)."""
@@ -61,6 +104,7 @@ class ItemRecord:
     metadata: dict[str, str] = field(default_factory=dict)
     lease: Lease | None = None
     body_signature: tuple[int, int, int] = (0, 0, 0)
+    written: WrittenRanges = field(default_factory=WrittenRanges)
 
     def touch(self, clock: EtagClock, path: Path, *, write_time: bool = True) -> None:
         """After a change through the API: new etag and Last-Modified, body signature noted."""
@@ -81,7 +125,7 @@ class ItemRecord:
 class ShareRecord:
     etag: str
     last_modified: datetime
-    quota_gib: int = 5120
+    quota_gib: int = 102400  # what ARM gives a share created without a quota
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -202,6 +246,7 @@ class FilesState:
                 last_write=stamp,
                 changed=stamp,
                 body_signature=current,
+                written=WrittenRanges.whole(current[1]),
             )
             self._items[key] = record
         elif path.is_file() and record.body_signature != current:
@@ -209,6 +254,7 @@ class FilesState:
             record.etag = self.clock.next()
             record.last_modified = record.last_write = record.changed = stamp
             record.body_signature = current
+            record.written = WrittenRanges.whole(current[1])
         return record
 
     def new_item(self, account: str, share: str, segments: list[str], path: Path) -> ItemRecord:

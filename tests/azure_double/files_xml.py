@@ -206,3 +206,14 @@ def directory_list(
             _child(item, "PermissionKey", entry.permission_key)
     _child(root, "NextMarker", next_marker)
     return _document(root)
+
+
+def range_list(ranges: Iterable[tuple[int, int]], next_marker: str) -> bytes:
+    """List Ranges: the written ranges of a file (inclusive offsets), one page of them."""
+    root = ET.Element("Ranges")
+    for start, end in ranges:
+        item = _child(root, "Range")
+        _child(item, "Start", str(start))
+        _child(item, "End", str(end))
+    _child(root, "NextMarker", next_marker)
+    return _document(root)

@@ -8,11 +8,14 @@ import os
 import ssl
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -21,35 +24,69 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.identity import DefaultAzureCredential
+from azure.mgmt.resource.resources.models import ResourceGroup
+from azure.mgmt.storage.models import (
+    FileShare,
+    FileShareProperties,
+    Sku,
+    StorageAccountCreateParameters,
+)
 from azure.storage.fileshare import (
     ContentSettings,
     FileProperties,
     LinearRetry,
     ShareClient,
+    ShareFileClient,
     ShareLeaseClient,
     ShareServiceClient,
 )
 
-from tests.azure_double.auth import issue_token
 from tests.azure_double.faults import Fault
-from tests.azure_double.files import service_of
+from tests.azure_double.files import drop_uploads, hold_lease
+from tests.azure_double.files_auth import sign, string_to_sign
+from tests.azure_double.http import Request
+from tests.azure_double.sdk import resources_client, storage_client, use_double_env
 from tests.azure_double.server import AzureDouble
 
 ACCOUNT = "acainferfiles"
+GROUP = "rg-files"
 MIB = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class Account:
+    """A storage account made through ARM, as provision makes it, and what deploy reads back."""
+
+    double: AzureDouble
+    endpoint: str
+    keys: list[str]
+
+
 @pytest.fixture(scope="module")
-def double() -> Iterator[AzureDouble]:
-    with AzureDouble() as started:
-        started.create_storage_account_keys(ACCOUNT)
-        yield started
+def account(azure_double_module: AzureDouble) -> Account:
+    double = azure_double_module
+    with use_double_env(double):
+        groups = resources_client(double)
+        groups.resource_groups.create_or_update(GROUP, ResourceGroup(location="eastus"))
+        storage = storage_client(double)
+        storage.storage_accounts.begin_create(
+            GROUP,
+            ACCOUNT,
+            StorageAccountCreateParameters(
+                sku=Sku(name="Standard_LRS"), kind="StorageV2", location="eastus"
+            ),
+        ).result()
+        properties = storage.storage_accounts.get_properties(GROUP, ACCOUNT)
+        listed = storage.storage_accounts.list_keys(GROUP, ACCOUNT).keys_property or []
+    assert properties.primary_endpoints is not None and properties.primary_endpoints.file
+    return Account(double, properties.primary_endpoints.file, [str(key.value) for key in listed])
 
 
-@pytest.fixture(autouse=True)
-def no_faults_left(double: AzureDouble) -> Iterator[None]:
-    yield
-    double.faults.clear()
+@pytest.fixture
+def double(account: Account) -> Iterator[AzureDouble]:
+    yield account.double
+    account.double.faults.clear()
 
 
 def _client_options(double: AzureDouble) -> dict[str, Any]:
@@ -71,8 +108,12 @@ def _service(double: AzureDouble, key: str | None = None) -> ShareServiceClient:
 
 
 @pytest.fixture
-def share(double: AzureDouble) -> ShareClient:
-    client = _service(double).get_share_client(f"share-{uuid.uuid4().hex[:12]}")
+def share(account: Account) -> ShareClient:
+    client = ShareServiceClient(
+        account.endpoint,
+        credential={"account_name": ACCOUNT, "account_key": account.keys[0]},
+        **_client_options(account.double),
+    ).get_share_client(f"share-{uuid.uuid4().hex[:12]}")
     client.create_share()
     return client
 
@@ -111,6 +152,50 @@ def test_an_upload_lands_on_the_share_folder_and_reads_back_by_range(
     assert properties.content_settings.content_type == "application/x-weights"
 
 
+def _ranges(file: ShareFileClient) -> list[tuple[int, int]]:
+    return [(r.start, r.end) for r in file.list_ranges()]
+
+
+def test_parallel_uploads_and_written_ranges(double: AzureDouble, share: ShareClient) -> None:
+    data = os.urandom(9 * MIB)
+    file = share.get_file_client("parallel.bin")
+    file.upload_file(data, max_concurrency=3)
+    assert file.download_file(max_concurrency=3).readall() == data
+    assert _ranges(file) == [(0, len(data) - 1)]
+
+    # What a resumed upload asks: which ranges already hold data.
+    sparse = share.get_file_client("sparse.bin")
+    sparse.create_file(3 * MIB)
+    assert _ranges(sparse) == []
+    sparse.upload_range(b"x" * 1024, offset=MIB, length=1024)
+    sparse.upload_range(b"y" * 1024, offset=MIB + 1024, length=1024)
+    sparse.upload_range(b"z" * 10, offset=0, length=10)
+    assert _ranges(sparse) == [(0, 9), (MIB, MIB + 2047)]
+    sparse.clear_range(offset=MIB, length=512)
+    assert _ranges(sparse) == [(0, 9), (MIB + 512, MIB + 2047)]
+    pages = list(sparse.list_ranges(results_per_page=1).by_page())
+    assert [[(r.start, r.end) for r in page] for page in pages] == [
+        [(0, 9)],
+        [(MIB + 512, MIB + 2047)],
+    ]
+
+
+def test_a_body_changed_on_the_share_folder_gets_a_new_etag(
+    double: AzureDouble, share: ShareClient
+) -> None:
+    file = share.get_file_client("written-by-replica.txt")
+    file.upload_file(b"before")
+    before = file.get_file_properties()
+
+    (double.share_root(ACCOUNT, share.share_name) / "written-by-replica.txt").write_bytes(
+        b"after!!"
+    )
+
+    after = file.get_file_properties()
+    assert after.etag != before.etag and after.size == len(b"after!!")
+    assert file.download_file().readall() == b"after!!"
+
+
 def test_empty_and_md5_checked_uploads(share: ShareClient) -> None:
     empty = share.get_file_client("empty.txt")
     empty.upload_file(b"")
@@ -130,6 +215,26 @@ def test_clearing_a_range_zeroes_it_and_changes_the_etag(share: ShareClient) -> 
 
     assert file.download_file().readall() == bytes(512) + b"a" * 488
     assert file.get_file_properties().etag != before
+
+
+def test_properties_metadata_and_resize(share: ShareClient) -> None:
+    file = share.get_file_client("config.json")
+    file.upload_file(b'{"a": 1}', metadata={"release": "r1"})
+    assert file.get_file_properties().metadata == {"release": "r1"}
+
+    file.set_file_metadata({"release": "r2"})
+    file.set_http_headers(
+        ContentSettings(content_type="application/json", cache_control="no-cache")
+    )
+    properties = file.get_file_properties()
+    assert properties.metadata == {"release": "r2"}
+    assert properties.content_settings.content_type == "application/json"
+    assert properties.content_settings.cache_control == "no-cache"
+
+    file.resize_file(4)
+    assert file.download_file().readall() == b'{"a"'
+    # Set properties replaces the content settings as a whole.
+    assert file.get_file_properties().content_settings.cache_control is None
 
 
 def test_a_range_past_the_end_is_refused(share: ShareClient) -> None:
@@ -190,6 +295,23 @@ def test_list_shares_and_share_lifecycle(double: AzureDouble) -> None:
         share.get_share_properties()
 
 
+def test_shares_are_the_same_through_arm_and_the_data_plane(account: Account) -> None:
+    double = account.double
+    service = _service(double)
+    with use_double_env(double):
+        shares = storage_client(double).file_shares
+        quota = FileShare(file_share_properties=FileShareProperties(share_quota=1024))
+        shares.create(GROUP, ACCOUNT, "made-by-arm", quota)
+        service.get_share_client("made-by-arm").get_file_client("f.txt").upload_file(b"arm")
+        assert (double.share_root(ACCOUNT, "made-by-arm") / "f.txt").read_bytes() == b"arm"
+
+        service.create_share("made-by-data-plane")
+        assert shares.get(GROUP, ACCOUNT, "made-by-data-plane").name == "made-by-data-plane"
+        service.delete_share("made-by-data-plane")
+        with pytest.raises(ResourceNotFoundError):
+            shares.get(GROUP, ACCOUNT, "made-by-data-plane")
+
+
 def test_names_are_case_insensitive_and_keep_their_case(
     double: AzureDouble, share: ShareClient
 ) -> None:
@@ -200,6 +322,43 @@ def test_names_are_case_insensitive_and_keep_their_case(
     assert [
         p.name for p in (double.share_root(ACCOUNT, share.share_name) / "Config").iterdir()
     ] == ["Settings.JSON"]
+
+
+def test_names_that_would_leave_the_share_are_refused(double: AzureDouble) -> None:
+    trust = ssl.create_default_context(cafile=str(double.ca_bundle))
+    for path in ["%2E%2E/secret", "share-ok/%2E%2E/x", "share-ok/a%3Ab"]:
+        answer = httpx.get(f"{double.files_endpoint(ACCOUNT)}{path}", verify=trust)
+        assert answer.status_code == 400, path
+        assert answer.headers["x-ms-error-code"] == "InvalidResourceName"
+
+
+def test_an_older_service_version_is_served(double: AzureDouble, share: ShareClient) -> None:
+    old = ShareServiceClient(
+        double.files_endpoint(ACCOUNT),
+        credential={
+            "account_name": ACCOUNT,
+            "account_key": double.storage_account_keys(ACCOUNT)[0],
+        },
+        api_version="2021-06-08",
+        **_client_options(double),
+    )
+    answered: set[str] = set()
+    old.get_share_client(share.share_name).get_file_client("old.txt").upload_file(
+        b"v", raw_response_hook=lambda r: answered.add(r.http_response.headers["x-ms-version"])
+    )
+    assert answered == {"2021-06-08"}
+    assert share.get_file_client("old.txt").download_file().readall() == b"v"
+
+
+def test_what_the_double_does_not_implement_says_so_once(
+    double: AzureDouble, share: ShareClient
+) -> None:
+    before = len(_files_requests(double, share))
+    with pytest.raises(HttpResponseError) as refused:
+        share.create_snapshot()
+    assert refused.value.status_code == 501
+    assert "does not implement" in str(refused.value)
+    assert len(_files_requests(double, share)) == before + 1  # 501 is not retried
 
 
 def test_paths_that_do_not_exist(share: ShareClient) -> None:
@@ -275,7 +434,7 @@ def test_a_lease_held_by_another_client_blocks_until_broken(
 ) -> None:
     lock = share.get_file_client("deploy.lock")
     lock.upload_file(b"stale")
-    service_of(double).hold_lease(ACCOUNT, share.share_name, "deploy.lock")
+    hold_lease(double, ACCOUNT, share.share_name, "deploy.lock")
 
     with pytest.raises(HttpResponseError) as blocked:
         lock.upload_file(b"mine")
@@ -321,33 +480,45 @@ def test_a_bad_signature_is_refused_and_changes_nothing(double: AzureDouble) -> 
     assert not double.share_root(ACCOUNT, name).exists()
 
 
-def test_the_second_account_key_works_too(double: AzureDouble) -> None:
-    second = double.storage_account_keys(ACCOUNT)[1]
-    assert _service(double, key=second).get_share_client("second-key").create_share()
+def _signed_get(double: AzureDouble, path: str, sent_at: datetime) -> httpx.Response:
+    """A GET signed with the account key (SharedKey), dated `sent_at`."""
+    headers = {"x-ms-date": format_datetime(sent_at, usegmt=True), "x-ms-version": "2026-10-06"}
+    unsigned = Request("GET", unquote(path), path, {}, headers, b"", "files")
+    signature = sign(double.storage_account_keys(ACCOUNT)[0], string_to_sign(unsigned, ACCOUNT))
+    headers["Authorization"] = f"SharedKey {ACCOUNT}:{signature}"
+    trust = ssl.create_default_context(cafile=str(double.ca_bundle))
+    return httpx.get(f"https://127.0.0.1:{double.files_port}{path}", headers=headers, verify=trust)
 
 
-class _DoubleToken:
-    """A token credential holding a token the double issued (as its stand-in `az` does)."""
+def test_a_signed_request_must_be_recent(double: AzureDouble, share: ShareClient) -> None:
+    share.get_file_client("dated.txt").upload_file(b"now")
+    path = f"/{ACCOUNT}/{share.share_name}/dated.txt"
 
-    def __init__(self, token: str, expires_on: int) -> None:
-        self._token = AccessToken(token, expires_on)
+    assert _signed_get(double, path, datetime.now(UTC)).content == b"now"
+    replayed = _signed_get(double, path, datetime.now(UTC) - timedelta(minutes=20))
+    assert replayed.status_code == 403
+    assert "too old" in replayed.text
 
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return self._token
+
+def test_either_key_from_list_keys_signs(account: Account) -> None:
+    for index, key in enumerate(account.keys):
+        share = _service(account.double, key=key).get_share_client(f"key-{index}")
+        share.create_share()
+        assert share.get_share_properties().name == f"key-{index}"
 
 
 def test_bearer_tokens_need_the_backup_intent(double: AzureDouble, share: ShareClient) -> None:
-    token, expires_on = issue_token(
-        double.signing_key, double.tenant_id, "https://storage.azure.com", str(uuid.uuid4())
-    )
-    oauth = ShareClient(
-        double.files_endpoint(ACCOUNT),
-        share.share_name,
-        credential=_DoubleToken(token, expires_on),
-        token_intent="backup",
-        **_client_options(double),
-    )
-    oauth.get_file_client("by-token.txt").upload_file(b"entra")
+    with use_double_env(double):  # the real credential chain, answered by the stand-in `az`
+        credential = DefaultAzureCredential()
+        oauth = ShareClient(
+            double.files_endpoint(ACCOUNT),
+            share.share_name,
+            credential=credential,
+            token_intent="backup",
+            **_client_options(double),
+        )
+        oauth.get_file_client("by-token.txt").upload_file(b"entra")
+        token = credential.get_token("https://storage.azure.com/.default").token
     assert share.get_file_client("by-token.txt").download_file().readall() == b"entra"
 
     url = f"{double.files_endpoint(ACCOUNT)}{share.share_name}/by-token.txt"
@@ -369,9 +540,7 @@ def test_a_connection_dropped_mid_upload_surfaces_then_a_retry_succeeds(
     file = share.get_file_client("model.bin")
     file.create_file(2 * MIB)
     chunk = os.urandom(2 * MIB)
-    fault = double.faults.add(
-        Fault(listener="files", method="PUT", query="comp=range", drop=True, read_bytes=64 * 1024)
-    )
+    fault = drop_uploads(double.faults, path=r"/model\.bin$", read_bytes=64 * 1024)
 
     with pytest.raises((ServiceRequestError, ServiceResponseError)):
         file.upload_range(chunk, offset=0, length=len(chunk), retry_total=0)
@@ -381,6 +550,31 @@ def test_a_connection_dropped_mid_upload_surfaces_then_a_retry_succeeds(
     assert hashlib.sha256(file.download_file().readall()).digest() == (
         hashlib.sha256(chunk).digest()
     )
+
+
+def test_a_drop_armed_by_another_process_is_retried_by_the_sdk(
+    double: AzureDouble, share: ShareClient
+) -> None:
+    trust = ssl.create_default_context(cafile=str(double.ca_bundle))
+    armed = httpx.post(
+        f"{double.arm_endpoint}/_double/faults",
+        json={
+            "listener": "files",
+            "method": "PUT",
+            "query": "comp=range",
+            "drop": True,
+            "read_bytes": 4096,
+        },
+        verify=trust,
+    )
+    assert armed.status_code == 201
+    data = os.urandom(MIB)
+
+    share.get_file_client("retried.bin").upload_file(data)  # the SDK's retry policy resends
+
+    assert share.get_file_client("retried.bin").download_file().readall() == data
+    ranges = [r for r in _files_requests(double, share) if r.query.get("comp") == "range"]
+    assert [(r.status, r.body_size) for r in ranges] == [(0, 4096), (201, MIB)]
 
 
 def test_server_busy_is_retried_by_the_sdk_and_429_reaches_the_caller(
