@@ -1,5 +1,5 @@
-"""Microsoft.App in the double: managed environments (workload profiles, storages), available
-workload profile types and usages per location, container apps, revisions and replicas.
+"""Microsoft.App in the double: the handler registered for the namespace (`install`), container
+apps, revisions and replicas. Environments, storages and location reads are apps_environments.py.
 
 Container apps really run: a revision's replicas are processes (replicas.py), each app has its
 own HTTPS ingress listener (ingress.py; `configuration.ingress.fqdn` = `127.0.0.1:<port>`), and
@@ -30,178 +30,55 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.azure_double import api_versions
+from tests.azure_double.apps_common import (
+    APP_TYPE,
+    MODELS,
+    NAMESPACE,
+    Invalid,
+    bad,
+    merge_patch,
+    missing,
+    not_found,
+    now,
+    start_operation,
+    without,
+)
+from tests.azure_double.apps_environments import Environments
 from tests.azure_double.apps_runtime import AppRuntime
 from tests.azure_double.http import Request, Response, arm_error, require_api_version
 from tests.azure_double.ingress import IngressProxy
 from tests.azure_double.lro import OperationFailed, Operations
+from tests.azure_double.models import body_problem, model_class
 from tests.azure_double.replicas import (
     CommandNotRunnable,
     Probe,
+    Replica,
     ReplicaSpec,
     python_argv,
     random_suffix,
 )
 
-NAMESPACE = "Microsoft.App"
-ENVIRONMENT_TYPE = "Microsoft.App/managedEnvironments"
-APP_TYPE = "Microsoft.App/containerApps"
+if TYPE_CHECKING:
+    from tests.azure_double.server import AzureDouble
+
 PROBE_INTERVAL_S = 0.05
-
-# Workload profile types: (category, cores, memory GiB, gpus, display name, usage name, gpus per node).
-SERVERLESS_GPU = {"Consumption-GPU-NC8as-T4", "Consumption-GPU-NC24-A100"}
-DEDICATED_GPU = {"NC24-A100", "NC48-A100", "NC96-A100"}
-
-
-@dataclass(frozen=True)
-class ProfileType:
-    name: str
-    category: str
-    cores: int
-    memory_gib: int
-    gpus: int
-    display_name: str
-    quota_usage: str  # the usage (per location) that this profile's capacity counts against
-
-
-PROFILE_TYPES = {
-    p.name: p
-    for p in (
-        ProfileType(
-            "Consumption",
-            "Consumption",
-            4,
-            8,
-            0,
-            "Consumption",
-            "ManagedEnvironmentConsumptionCores",
-        ),
-        ProfileType(
-            "D4",
-            "GeneralPurpose",
-            4,
-            16,
-            0,
-            "Dedicated-D4",
-            "ManagedEnvironmentGeneralPurposeCores",
-        ),
-        ProfileType(
-            "D8",
-            "GeneralPurpose",
-            8,
-            32,
-            0,
-            "Dedicated-D8",
-            "ManagedEnvironmentGeneralPurposeCores",
-        ),
-        ProfileType(
-            "D16",
-            "GeneralPurpose",
-            16,
-            64,
-            0,
-            "Dedicated-D16",
-            "ManagedEnvironmentGeneralPurposeCores",
-        ),
-        ProfileType(
-            "E4",
-            "MemoryOptimized",
-            4,
-            32,
-            0,
-            "Dedicated-E4",
-            "ManagedEnvironmentMemoryOptimizedCores",
-        ),
-        ProfileType(
-            "Consumption-GPU-NC8as-T4",
-            "GPU",
-            8,
-            56,
-            1,
-            "Consumption-GPU-NC8as-T4",
-            "ManagedEnvironmentConsumptionT4Gpus",
-        ),
-        ProfileType(
-            "Consumption-GPU-NC24-A100",
-            "GPU",
-            24,
-            220,
-            1,
-            "Consumption-GPU-NC24-A100",
-            "ManagedEnvironmentConsumptionA100Gpus",
-        ),
-        ProfileType(
-            "NC24-A100",
-            "GPU",
-            24,
-            220,
-            1,
-            "Dedicated-NC24-A100",
-            "ManagedEnvironmentDedicatedA100Gpus",
-        ),
-        ProfileType(
-            "NC48-A100",
-            "GPU",
-            48,
-            440,
-            2,
-            "Dedicated-NC48-A100",
-            "ManagedEnvironmentDedicatedA100Gpus",
-        ),
-        ProfileType(
-            "NC96-A100",
-            "GPU",
-            96,
-            880,
-            4,
-            "Dedicated-NC96-A100",
-            "ManagedEnvironmentDedicatedA100Gpus",
-        ),
-    )
-}
-# Default limits per location (a fresh subscription's; `config.quota[location]` overrides).
-DEFAULT_QUOTA = {
-    "ManagedEnvironmentCount": 15,
-    "ManagedEnvironmentConsumptionCores": 100,
-    "ManagedEnvironmentGeneralPurposeCores": 100,
-    "ManagedEnvironmentMemoryOptimizedCores": 100,
-    "ManagedEnvironmentConsumptionT4Gpus": 4,
-    "ManagedEnvironmentConsumptionA100Gpus": 4,
-    "ManagedEnvironmentDedicatedA100Gpus": 4,
-}
-PROFILE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,14}$")
+APP_READ_ONLY = (
+    "provisioningState",
+    "runningStatus",
+    "latestRevisionName",
+    "latestReadyRevisionName",
+    "latestRevisionFqdn",
+    "customDomainVerificationId",
+    "outboundIpAddresses",
+    "eventStreamEndpoint",
+    "deploymentErrors",
+)
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 REVISION_SUFFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PROBE_LIMITS = {"initialDelaySeconds": 60, "failureThreshold": 10, "periodSeconds": 240}
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
-
-
-def _bad(code: str, message: str, target: str | None = None) -> Response:
-    return arm_error(400, code, message, target)
-
-
-class _Invalid(Exception):
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.body.decode(errors="replace"))
-        self.response = response
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """JSON merge patch (RFC 7396): objects merge, anything else replaces, null deletes."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    merged = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = _merge_patch(merged.get(key), value)
-    return merged
 
 
 @dataclass
@@ -215,17 +92,17 @@ class _App:
 class AppsProvider:
     """The Microsoft.App resource provider of one AzureDouble."""
 
-    def __init__(self, double: Any) -> None:
+    def __init__(self, double: AzureDouble) -> None:
         self.double = double
         self.store = double.store
         self._lock = threading.RLock()
         self._apps: dict[str, _App] = {}  # by lower-cased app id
         self._secrets: dict[str, dict[str, str]] = {}  # app id -> secret name -> value
-        self._storage_keys: dict[str, str] = {}  # environment storage id -> account key
         self._auth_tokens: dict[str, str] = {}  # token -> app id (log stream)
         self._runtime_root = Path(double.state_dir) / "replicas"
         self._runtime_root.mkdir(parents=True, exist_ok=True)
         self.logstream: Any = None  # set by install()
+        self.environments = Environments(double, self._event_stream_base)
 
     # ---- config ----------------------------------------------------------------------------
     def _extra(self, name: str, default: float) -> float:
@@ -235,14 +112,6 @@ class AppsProvider:
     def _idle_seconds(self) -> float:
         return float(getattr(self.double.config, "scale_to_zero_idle_s", 300.0))
 
-    def _quota(self, location: str) -> dict[str, int]:
-        overrides = (getattr(self.double.config, "quota", {}) or {}).get(location.lower(), {})
-        return {**DEFAULT_QUOTA, **overrides}
-
-    def _unavailable(self, location: str) -> set[str]:
-        table = getattr(self.double.config, "unavailable_profiles", {}) or {}
-        return {t.lower() for t in table.get(location.lower(), [])}
-
     # ---- dispatch --------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         problem = require_api_version(request, set(api_versions.accepted(NAMESPACE)))
@@ -251,7 +120,7 @@ class AppsProvider:
         parts = [p for p in request.path.split("/") if p]
         try:
             return self._route(request, parts)
-        except _Invalid as invalid:
+        except Invalid as invalid:
             return invalid.response
 
     def _route(self, request: Request, parts: list[str]) -> Response:
@@ -264,26 +133,26 @@ class AppsProvider:
             if rest_lower[:1] == ["locations"] and len(rest) == 3:
                 location, kind = rest[1], rest_lower[2]
                 if kind == "availablemanagedenvironmentsworkloadprofiletypes" and method == "GET":
-                    return self._available_profiles(sub, location)
+                    return self.environments.available_profiles(sub, location)
                 if kind == "usages" and method == "GET":
-                    return self._location_usages(sub, location)
+                    return self.environments.location_usages(sub, location)
             if rest_lower == ["managedenvironments"] and method == "GET":
-                return self._list(f"/subscriptions/{sub}/", ENVIRONMENT_TYPE)
+                return self.environments.list_all(f"/subscriptions/{sub}/")
             if rest_lower == ["containerapps"] and method == "GET":
                 return self._list(f"/subscriptions/{sub}/", APP_TYPE)
-            return self._not_found(request)
+            return not_found(request)
         # /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.App/{type}[/{name}[/...]]
         if len(parts) < 6 or lower[2] != "resourcegroups" or lower[4] != "providers":
-            return self._not_found(request)
+            return not_found(request)
         scope = "/".join(["", *parts[:6]])
         rest, rest_lower = parts[6:], lower[6:]
         if not rest:
-            return self._not_found(request)
+            return not_found(request)
         if rest_lower[0] == "managedenvironments":
-            return self._environments(request, scope, rest, rest_lower)
+            return self.environments.environments(request, scope, rest, rest_lower)
         if rest_lower[0] == "containerapps":
             return self._container_apps(request, scope, rest, rest_lower)
-        return self._not_found(request)
+        return not_found(request)
 
     def _not_found(self, request: Request) -> Response:
         return arm_error(
@@ -315,382 +184,15 @@ class AppsProvider:
 
     # ---- long-running operations -----------------------------------------------------------
     def _operations(self) -> Operations:
-        return self.double.operations  # type: ignore[no-any-return]
+        return self.double.operations
 
     def _start_operation(
         self, request: Request, resource_id: str, location: str, work: Callable[[Any], Any]
     ) -> Any:
         sub = resource_id.split("/")[2]
-        return self._operations().start(
+        return self.double.operations.start(
             sub, NAMESPACE, location, request.query.get("api-version", ""), work
         )
-
-    # ---- locations -------------------------------------------------------------------------
-    def _available_profiles(self, sub: str, location: str) -> Response:
-        unavailable = self._unavailable(location)
-        value = []
-        for profile in PROFILE_TYPES.values():
-            if profile.name.lower() in unavailable:
-                continue
-            value.append(
-                {
-                    "id": f"/subscriptions/{sub}/providers/{NAMESPACE}/locations/{location}"
-                    f"/availableManagedEnvironmentsWorkloadProfileTypes/{profile.name}",
-                    "name": profile.name,
-                    "type": f"{NAMESPACE}/locations/availableManagedEnvironmentsWorkloadProfileTypes",
-                    "location": location,
-                    "properties": {
-                        "category": profile.category,
-                        "applicability": "LocationDefault"
-                        if profile.name == "Consumption"
-                        else "Custom",
-                        "cores": profile.cores,
-                        "memoryGiB": profile.memory_gib,
-                        "gpus": profile.gpus,
-                        "displayName": profile.display_name,
-                    },
-                }
-            )
-        return Response.of_json(200, {"value": value})
-
-    def _usage_counts(
-        self, sub: str, location: str, environments: list[dict[str, Any]] | None = None
-    ) -> dict[str, int]:
-        envs = environments if environments is not None else self._environments_in(sub, location)
-        counts = dict.fromkeys(DEFAULT_QUOTA, 0)
-        counts["ManagedEnvironmentCount"] = len(envs)
-        for env in envs:
-            for profile in env.get("properties", {}).get("workloadProfiles", []):
-                usage, amount = self._profile_demand(profile)
-                if usage and profile.get("workloadProfileType") != "Consumption":
-                    counts[usage] = counts.get(usage, 0) + amount
-        return counts
-
-    def _profile_demand(self, profile: dict[str, Any]) -> tuple[str | None, int]:
-        """What one profile takes from its quota: a serverless GPU profile one GPU (enough for
-        one replica), a dedicated one its nodes' GPUs (or cores) at maximumCount."""
-        kind = PROFILE_TYPES.get(str(profile.get("workloadProfileType")))
-        if kind is None:
-            return None, 0
-        nodes = int(profile.get("maximumCount") or 1)
-        per_node = kind.gpus if kind.gpus else kind.cores
-        return kind.quota_usage, per_node * nodes
-
-    def _environments_in(self, sub: str, location: str) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in self.store.list(f"/subscriptions/{sub}/")
-            if str(r.get("type", "")).lower() == ENVIRONMENT_TYPE.lower()
-            and str(r.get("location", "")).lower() == location.lower()
-        ]
-
-    def _location_usages(self, sub: str, location: str) -> Response:
-        limits = self._quota(location)
-        counts = self._usage_counts(sub, location)
-        return Response.of_json(
-            200, {"value": [self._usage(n, counts.get(n, 0), limit) for n, limit in limits.items()]}
-        )
-
-    @staticmethod
-    def _usage(name: str, current: float, limit: float) -> dict[str, Any]:
-        localized = re.sub(r"(?<!^)(?=[A-Z])", " ", name)
-        return {
-            "unit": "Count",
-            "currentValue": current,
-            "limit": limit,
-            "name": {"value": name, "localizedValue": localized},
-        }
-
-    # ---- managed environments --------------------------------------------------------------
-    def _environments(
-        self, request: Request, scope: str, rest: list[str], rest_lower: list[str]
-    ) -> Response:
-        method = request.method
-        resource_group = scope.split("/")[4]
-        if len(rest) == 1:
-            if method == "GET":
-                return self._list(scope + "/managedEnvironments/", ENVIRONMENT_TYPE)
-            return self._not_found(request)
-        env_id = f"{scope}/managedEnvironments/{rest[1]}"
-        existing = self.store.get(env_id)
-        if len(rest) == 2:
-            if method == "PUT":
-                return self._put_environment(request, env_id, rest[1], existing)
-            if method == "PATCH":
-                if existing is None:
-                    return self._missing("managedEnvironments", rest[1], resource_group)
-                merged = _merge_patch(existing, request.json() or {})
-                return self._put_environment(request, env_id, rest[1], existing, merged)
-            if existing is None:
-                if method == "DELETE":
-                    return Response(204)
-                return self._missing("managedEnvironments", rest[1], resource_group)
-            if method == "GET":
-                return Response.of_json(200, existing)
-            if method == "DELETE":
-                return self._delete_environment(request, env_id, existing)
-            return self._not_found(request)
-        if existing is None:
-            return self._missing("managedEnvironments", rest[1], resource_group)
-        if rest_lower[2] == "storages":
-            return self._storages(request, env_id, existing, rest[3:])
-        if rest_lower[2] == "usages" and len(rest) == 3 and method == "GET":
-            profiles = {"properties": existing.get("properties", {})}
-            counts = self._usage_counts("", "", [profiles])
-            limits = self._quota(existing.get("location", ""))
-            value = [
-                self._usage(n, counts.get(n, 0), limits[n])
-                for n in limits
-                if n != "ManagedEnvironmentCount"
-            ]
-            return Response.of_json(200, {"value": value})
-        return self._not_found(request)
-
-    def _put_environment(
-        self,
-        request: Request,
-        env_id: str,
-        name: str,
-        existing: dict[str, Any] | None,
-        body: Any = None,
-    ) -> Response:
-        body = request.json() if body is None else body
-        if not isinstance(body, dict):
-            return _bad("InvalidRequestContent", "The request content was not an object.")
-        location = str(body.get("location") or (existing or {}).get("location") or "")
-        if not location:
-            return _bad(
-                "LocationRequired", "The location property is required for this definition."
-            )
-        if existing is not None and existing.get("location", "").lower() != location.lower():
-            return _bad(
-                "LocationNotAvailableForResourceType",
-                f"The environment '{name}' exists in '{existing['location']}'; its location cannot change.",
-            )
-        properties = copy.deepcopy(body.get("properties") or {})
-        profiles = self._checked_profiles(properties.get("workloadProfiles"), location, existing)
-        properties["workloadProfiles"] = profiles
-        if existing is None:
-            self._check_quota(env_id.split("/")[2], location, profiles)
-        logs = properties.get("appLogsConfiguration") or {}
-        analytics = logs.get("logAnalyticsConfiguration")
-        if isinstance(analytics, dict):
-            analytics.pop("sharedKey", None)  # write-only: never returned
-        kept = (existing or {}).get("properties", {})
-        properties.update(
-            {
-                "provisioningState": "Succeeded",
-                "defaultDomain": kept.get("defaultDomain")
-                or f"{random_suffix(10)}.{location.lower()}.azurecontainerapps.io",
-                "staticIp": "127.0.0.1",
-                "eventStreamEndpoint": self._event_stream_base(),
-            }
-        )
-        resource = {
-            "id": env_id,
-            "name": name,
-            "type": ENVIRONMENT_TYPE,
-            "location": location,
-            "tags": body.get("tags", (existing or {}).get("tags", {})),
-            "properties": properties,
-        }
-        self.store.put(env_id, resource)
-        operation = self._start_operation(request, env_id, location, lambda _op: resource)
-        return self._operations().accepted(operation, 200 if existing else 201, resource)
-
-    def _checked_profiles(
-        self, profiles: Any, location: str, existing: dict[str, Any] | None
-    ) -> list[dict[str, Any]]:
-        profiles = copy.deepcopy(profiles or [])
-        if not isinstance(profiles, list):
-            raise _Invalid(_bad("InvalidRequestContent", "workloadProfiles must be an array."))
-        unavailable = self._unavailable(location)
-        names: set[str] = set()
-        for profile in profiles:
-            name = str(profile.get("name", ""))
-            kind = str(profile.get("workloadProfileType", ""))
-            if not PROFILE_NAME.match(name):
-                raise _Invalid(
-                    _bad(
-                        "WorkloadProfileNameInvalid",
-                        f"Workload profile name '{name}' is invalid: 1 to 15 letters, digits and "
-                        "hyphens, starting with a letter.",
-                    )
-                )
-            if name.lower() in names:
-                raise _Invalid(
-                    _bad(
-                        "WorkloadProfileNameDuplicated",
-                        f"Workload profile name '{name}' is used twice.",
-                    )
-                )
-            names.add(name.lower())
-            if kind not in PROFILE_TYPES:
-                raise _Invalid(
-                    _bad(
-                        "WorkloadProfileInvalidType", f"Workload profile type '{kind}' is invalid."
-                    )
-                )
-            if kind.lower() in unavailable:
-                raise _Invalid(
-                    _bad(
-                        "WorkloadProfileInvalidType",
-                        f"Workload profile type '{kind}' is not supported in location '{location}'.",
-                    )
-                )
-            if kind == "Consumption" or kind in SERVERLESS_GPU:
-                for key, label in (
-                    ("minimumCount", "MinimumCount"),
-                    ("maximumCount", "MaximumCount"),
-                ):
-                    if profile.get(key) is not None:
-                        raise _Invalid(
-                            _bad(
-                                "WorkloadProfilePropertyNotSupported",
-                                f"Workload Profile property '{label}' is not supported for "
-                                f"{kind.replace('-', '_')}",
-                            )
-                        )
-            else:
-                low, high = profile.get("minimumCount"), profile.get("maximumCount")
-                if high is None or low is None or not 0 <= int(low) <= int(high):
-                    raise _Invalid(
-                        _bad(
-                            "WorkloadProfileCountInvalid",
-                            f"Workload profile '{name}' of type '{kind}' needs minimumCount and "
-                            "maximumCount with 0 <= minimumCount <= maximumCount.",
-                        )
-                    )
-        if not any(p.get("workloadProfileType") == "Consumption" for p in profiles):
-            # Every workload-profiles environment has the Consumption profile.
-            profiles.insert(0, {"name": "Consumption", "workloadProfileType": "Consumption"})
-        if existing is not None:
-            before = {
-                p["name"].lower(): p
-                for p in existing.get("properties", {}).get("workloadProfiles", [])
-            }
-            for profile in profiles:
-                kind = profile["workloadProfileType"]
-                if kind in DEDICATED_GPU and profile["name"].lower() not in before:
-                    raise _Invalid(
-                        _bad(
-                            "ManagedEnvironmentDedicatedProfileNotAddable",
-                            f"Workload profile '{profile['name']}' of type '{kind}': dedicated GPU "
-                            "profiles can only be added when the environment is created. Create a "
-                            "new environment, or use a serverless GPU profile "
-                            "(Consumption-GPU-NC8as-T4, Consumption-GPU-NC24-A100).",
-                        )
-                    )
-        return list(profiles)
-
-    def _check_quota(self, sub: str, location: str, profiles: list[dict[str, Any]]) -> None:
-        limits = self._quota(location)
-        counts = self._usage_counts(sub, location)
-        if counts["ManagedEnvironmentCount"] + 1 > limits["ManagedEnvironmentCount"]:
-            raise _Invalid(
-                _bad(
-                    "ManagedEnvironmentQuotaExceeded",
-                    f"The subscription has reached its limit of {limits['ManagedEnvironmentCount']} "
-                    f"managed environments in location '{location}'.",
-                )
-            )
-        for profile in profiles:
-            usage, amount = self._profile_demand(profile)
-            if usage is None or profile.get("workloadProfileType") == "Consumption":
-                continue
-            if counts.get(usage, 0) + amount > limits.get(usage, 0):
-                raise _Invalid(
-                    _bad(
-                        "ManagedEnvironmentQuotaExceeded",
-                        f"Workload profile '{profile['name']}' of type "
-                        f"'{profile['workloadProfileType']}' needs {amount} of quota '{usage}' in "
-                        f"location '{location}', where {counts.get(usage, 0)} of "
-                        f"{limits.get(usage, 0)} are in use. Request more quota or pick another "
-                        "location or profile type.",
-                    )
-                )
-
-    def _delete_environment(
-        self, request: Request, env_id: str, existing: dict[str, Any]
-    ) -> Response:
-        apps = [
-            a
-            for a in self.store.list(env_id.rsplit("/providers/", 1)[0] + "/")
-            if str(a.get("type", "")).lower() == APP_TYPE.lower()
-            and str(a.get("properties", {}).get("managedEnvironmentId", "")).lower()
-            == env_id.lower()
-        ]
-        if apps:
-            return arm_error(
-                409,
-                "ManagedEnvironmentHasContainerApps",
-                f"The environment '{existing['name']}' still holds container apps "
-                f"({', '.join(a['name'] for a in apps)}); delete them first.",
-            )
-        self.store.delete(env_id)
-        for key in [k for k in self._storage_keys if k.lower().startswith(env_id.lower() + "/")]:
-            del self._storage_keys[key]
-        operation = self._start_operation(request, env_id, existing["location"], lambda _op: None)
-        return self._operations().accepted(operation, 202)
-
-    # ---- environment storages --------------------------------------------------------------
-    def _storages(
-        self, request: Request, env_id: str, env: dict[str, Any], rest: list[str]
-    ) -> Response:
-        method = request.method
-        if not rest:
-            if method != "GET":
-                return self._not_found(request)
-            items = self.store.list(env_id + "/storages/")
-            return Response.of_json(200, {"value": items})
-        name = rest[0]
-        storage_id = f"{env_id}/storages/{name}"
-        existing = self.store.get(storage_id)
-        if method == "GET":
-            if existing is None:
-                return arm_error(
-                    404, "ResourceNotFound", f"Environment storage '{name}' was not found."
-                )
-            return Response.of_json(200, existing)
-        if method == "DELETE":
-            self.store.delete(storage_id)
-            self._storage_keys.pop(storage_id.lower(), None)
-            return Response(200 if existing else 204)
-        if method != "PUT":
-            return self._not_found(request)
-        body = request.json() or {}
-        azure_file = dict((body.get("properties") or {}).get("azureFile") or {})
-        for key in ("accountName", "accountKey", "shareName", "accessMode"):
-            if not azure_file.get(key):
-                return _bad(
-                    "InvalidRequestContent",
-                    f"properties.azureFile.{key} is required for an Azure Files storage.",
-                    target=f"properties.azureFile.{key}",
-                )
-        if azure_file["accessMode"] not in ("ReadOnly", "ReadWrite"):
-            return _bad("InvalidRequestContent", "accessMode must be ReadOnly or ReadWrite.")
-        try:
-            keys = self.double.storage_account_keys(azure_file["accountName"])
-        except KeyError:
-            return _bad(
-                "ManagedEnvironmentStorageAccountNotFound",
-                f"Storage account '{azure_file['accountName']}' was not found.",
-            )
-        if azure_file["accountKey"] not in keys:
-            return _bad(
-                "ManagedEnvironmentStorageKeyInvalid",
-                f"The account key given for storage account '{azure_file['accountName']}' is not "
-                "one of its keys.",
-            )
-        self._storage_keys[storage_id.lower()] = azure_file.pop("accountKey")
-        resource = {
-            "id": storage_id,
-            "name": name,
-            "type": f"{ENVIRONMENT_TYPE}/storages",
-            "properties": {"azureFile": azure_file},
-        }
-        self.store.put(storage_id, resource)
-        return Response.of_json(200, resource)
 
     # ---- container apps --------------------------------------------------------------------
     def _container_apps(
@@ -701,7 +203,7 @@ class AppsProvider:
         if len(rest) == 1:
             if method == "GET":
                 return self._list(scope + "/containerApps/", APP_TYPE)
-            return self._not_found(request)
+            return not_found(request)
         app_id = f"{scope}/containerApps/{rest[1]}"
         existing = self.store.get(app_id)
         if len(rest) == 2:
@@ -710,28 +212,16 @@ class AppsProvider:
             if existing is None:
                 if method == "DELETE":
                     return Response(204)
-                return self._missing("containerApps", rest[1], resource_group)
+                return missing("containerApps", rest[1], resource_group)
             if method == "PATCH":
-                stored = self._stored_app_body(existing)
-                merged = _merge_patch(stored, self._strip_read_only(request.json() or {}))
-                secrets_patch = ((request.json() or {}).get("properties") or {}).get(
-                    "configuration", {}
-                ) or {}
-                if "secrets" not in secrets_patch:
-                    merged.setdefault("properties", {}).setdefault("configuration", {})[
-                        "secrets"
-                    ] = [
-                        {"name": k, "value": v}
-                        for k, v in self._secrets.get(app_id.lower(), {}).items()
-                    ]
-                return self._put_app(request, app_id, rest[1], existing, merged, patch=True)
+                return self._patch_app(request, app_id, rest[1], existing)
             if method == "GET":
                 return Response.of_json(200, self._app_view(existing))
             if method == "DELETE":
                 return self._delete_app(request, app_id, existing)
-            return self._not_found(request)
+            return not_found(request)
         if existing is None:
-            return self._missing("containerApps", rest[1], resource_group)
+            return missing("containerApps", rest[1], resource_group)
         action = rest_lower[2]
         if len(rest) == 3 and method == "POST":
             if action == "listsecrets":
@@ -747,28 +237,39 @@ class AppsProvider:
                 return self._auth_token(app_id, existing)
         if action == "revisions":
             return self._revisions(request, app_id, existing, rest[3:])
-        return self._not_found(request)
+        return not_found(request)
 
-    def _strip_read_only(self, body: dict[str, Any]) -> dict[str, Any]:
-        body = copy.deepcopy(body)
-        for key in ("id", "name", "type", "systemData"):
-            body.pop(key, None)
-        properties = body.get("properties") or {}
-        for key in (
-            "provisioningState",
-            "runningStatus",
-            "latestRevisionName",
-            "latestReadyRevisionName",
-            "latestRevisionFqdn",
-            "customDomainVerificationId",
-            "outboundIpAddresses",
-            "eventStreamEndpoint",
-            "deploymentErrors",
-        ):
-            properties.pop(key, None)
-        ingress = (properties.get("configuration") or {}).get("ingress") or {}
-        ingress.pop("fqdn", None)
-        return body
+    def _patch_app(
+        self, request: Request, app_id: str, name: str, existing: dict[str, Any]
+    ) -> Response:
+        """JSON merge patch over the stored app. Secrets: the patch's list replaces the app's,
+        and a listed secret without a value keeps its current one (what a GET returns has no
+        values, so a get-modify-update round trip keeps them)."""
+        patch = request.json()
+        if not isinstance(patch, dict):
+            return bad("InvalidRequestContent", "The request content was not an object.")
+        merged = merge_patch(self._stored_app_body(existing), self._strip_read_only(patch))
+        current = self._secrets.get(app_id.lower(), {})
+        configuration = merged.setdefault("properties", {}).setdefault("configuration", {})
+        listed = ((patch.get("properties") or {}).get("configuration") or {}).get("secrets")
+        configuration["secrets"] = [
+            {
+                "name": s.get("name"),
+                "value": s["value"]
+                if s.get("value") is not None
+                else current.get(str(s.get("name"))),
+            }
+            for s in (listed if listed is not None else [{"name": k} for k in current])
+        ]
+        return self._put_app(request, app_id, name, existing, merged, patch=True)
+
+    @staticmethod
+    def _strip_read_only(body: dict[str, Any]) -> dict[str, Any]:
+        body = without(body, APP_READ_ONLY)
+        configuration = (body.get("properties") or {}).get("configuration") or {}
+        if isinstance(configuration.get("ingress"), dict):
+            configuration["ingress"].pop("fqdn", None)
+        return dict(body)
 
     def _stored_app_body(self, existing: dict[str, Any]) -> dict[str, Any]:
         """The client-settable part of a stored app (what a PUT body could say)."""
@@ -790,9 +291,9 @@ class AppsProvider:
         patch: bool = False,
     ) -> Response:
         if not isinstance(body, dict):
-            return _bad("InvalidRequestContent", "The request content was not an object.")
+            return bad("InvalidRequestContent", "The request content was not an object.")
         if existing is None and not APP_NAME.match(name):
-            return _bad(
+            return bad(
                 "ContainerAppInvalidName",
                 f"Invalid ContainerApp name '{name}'. A name must consist of lower case "
                 "alphanumeric characters or '-', start with an alphabetic character, and end with "
@@ -809,12 +310,16 @@ class AppsProvider:
                 return arm_error(
                     409,
                     "ContainerAppOperationInProgress",
-                    f"Cannot modify container app '{name}' while a previous operation is in progress.",
+                    f"Cannot modify container app '{name}' while a previous operation is in "
+                    "progress.",
                 )
             body = self._strip_read_only(body)
+            problem = body_problem(model_class(f"{MODELS}.ContainerApp"), body)
+            if problem is not None:
+                return problem
             location = str(body.get("location") or (existing or {}).get("location") or "")
             if not location:
-                return _bad(
+                return bad(
                     "LocationRequired", "The location property is required for this definition."
                 )
             properties = copy.deepcopy(body.get("properties") or {})
@@ -823,7 +328,7 @@ class AppsProvider:
             configuration.setdefault("activeRevisionsMode", "Single")
             new_secrets = self._checked_secrets(configuration)
             template = properties.get("template") or {}
-            self._check_template(template, env, new_secrets, properties)
+            self._check_template(template, env, new_secrets)
             configuration["secrets"] = [{"name": n} for n in new_secrets]
             properties["managedEnvironmentId"] = env["id"]
             properties["environmentId"] = env["id"]
@@ -866,9 +371,7 @@ class AppsProvider:
                 done.set()
         if revision:
             scale = template.get("scale") or {}
-            min_replicas = int(
-                scale.get("minReplicas", 0) if scale.get("minReplicas") is not None else 0
-            )
+            min_replicas = int(scale.get("minReplicas") or 0)
             outcome: dict[str, Any] = {}
 
             def finished(ready: bool, details: str) -> None:
@@ -893,19 +396,19 @@ class AppsProvider:
             current = self.store.get(app_id)
             return self._app_view(current) if current else None
 
-        operation = self._start_operation(request, app_id, location, work)
+        operation = start_operation(self.double, request, app_id, location, work)
         status = 200 if existing is not None else 201
         if patch:
-            return self._operations().accepted(operation, 202)
-        return self._operations().accepted(
+            return self.double.operations.accepted(operation, 202)
+        return self.double.operations.accepted(
             operation, status, self._app_view(self.store.get(app_id) or resource)
         )
 
     def _app_environment(self, properties: dict[str, Any]) -> dict[str, Any]:
         env_id = properties.get("managedEnvironmentId") or properties.get("environmentId")
         if not env_id:
-            raise _Invalid(
-                _bad(
+            raise Invalid(
+                bad(
                     "ManagedEnvironmentRequired",
                     "properties.managedEnvironmentId (or environmentId) is required.",
                     target="properties.managedEnvironmentId",
@@ -913,14 +416,14 @@ class AppsProvider:
             )
         env = self.store.get(str(env_id))
         if env is None:
-            raise _Invalid(
-                _bad("ManagedEnvironmentNotFound", f"Managed environment '{env_id}' was not found.")
+            raise Invalid(
+                bad("ManagedEnvironmentNotFound", f"Managed environment '{env_id}' was not found.")
             )
         wanted = properties.get("workloadProfileName")
         names = {p["name"].lower() for p in env["properties"].get("workloadProfiles", [])}
         if wanted and str(wanted).lower() not in names:
-            raise _Invalid(
-                _bad(
+            raise Invalid(
+                bad(
                     "WorkloadProfileNameNotFound",
                     f"Workload profile '{wanted}' does not exist in environment '{env['name']}' "
                     f"(it has {', '.join(sorted(names))}).",
@@ -934,23 +437,24 @@ class AppsProvider:
         for secret in configuration.get("secrets") or []:
             name = str(secret.get("name", ""))
             if not re.match(r"^[a-z0-9][a-z0-9-.]*$", name) or len(name) > 253:
-                raise _Invalid(
-                    _bad(
+                raise Invalid(
+                    bad(
                         "ContainerAppSecretInvalid",
-                        f"Secret name '{name}' is invalid: lower case letters, digits, '-' and '.'.",
+                        f"Secret name '{name}' is invalid: lower case letters, digits, '-' "
+                        "and '.'.",
                     )
                 )
             if secret.get("value") is None:
-                raise _Invalid(
-                    _bad(
+                raise Invalid(
+                    bad(
                         "ContainerAppSecretInvalid",
                         f"Secret '{name}' has no value (read values with listSecrets and send them "
                         "back on update).",
                     )
                 )
             if name in values:
-                raise _Invalid(
-                    _bad("ContainerAppSecretInvalid", f"Secret '{name}' is defined twice.")
+                raise Invalid(
+                    bad("ContainerAppSecretInvalid", f"Secret '{name}' is defined twice.")
                 )
             values[name] = str(secret["value"])
         return values
@@ -960,12 +464,11 @@ class AppsProvider:
         template: dict[str, Any],
         env: dict[str, Any],
         secret_values: dict[str, str],
-        properties: dict[str, Any],
     ) -> None:
         containers = template.get("containers") or []
         if not containers:
-            raise _Invalid(
-                _bad(
+            raise Invalid(
+                bad(
                     "ContainerAppInvalidTemplate",
                     "template.containers needs at least one container.",
                 )
@@ -975,10 +478,11 @@ class AppsProvider:
             if volume.get("storageType") == "AzureFile":
                 storage = self.store.get(f"{env['id']}/storages/{volume.get('storageName')}")
                 if storage is None:
-                    raise _Invalid(
-                        _bad(
+                    raise Invalid(
+                        bad(
                             "ContainerAppVolumeStorageNotFound",
-                            f"Volume '{volume.get('name')}' names storage '{volume.get('storageName')}', "
+                            f"Volume '{volume.get('name')}' names storage "
+                            f"'{volume.get('storageName')}', "
                             f"which environment '{env['name']}' does not have.",
                         )
                     )
@@ -986,8 +490,8 @@ class AppsProvider:
             for variable in container.get("env") or []:
                 ref = variable.get("secretRef")
                 if ref is not None and ref not in secret_values:
-                    raise _Invalid(
-                        _bad(
+                    raise Invalid(
+                        bad(
                             "ContainerAppSecretRefNotFound",
                             f"Environment variable '{variable.get('name')}' of container "
                             f"'{container.get('name')}' refers to secret '{ref}', which is not "
@@ -996,8 +500,8 @@ class AppsProvider:
                     )
             for mount in container.get("volumeMounts") or []:
                 if mount.get("volumeName") not in volumes:
-                    raise _Invalid(
-                        _bad(
+                    raise Invalid(
+                        bad(
                             "ContainerAppVolumeMountInvalid",
                             f"Volume mount '{mount.get('mountPath')}' names volume "
                             f"'{mount.get('volumeName')}', which the template does not define.",
@@ -1006,23 +510,24 @@ class AppsProvider:
             for probe in container.get("probes") or []:
                 for key, limit in PROBE_LIMITS.items():
                     if probe.get(key) is not None and not 1 <= int(probe[key]) <= limit:
-                        raise _Invalid(
-                            _bad(
+                        raise Invalid(
+                            bad(
                                 "ContainerAppProbeInvalid",
-                                f"Probe '{probe.get('type')}' of container '{container.get('name')}': "
+                                f"Probe '{probe.get('type')}' of container "
+                                f"'{container.get('name')}': "
                                 f"{key} must be between 1 and {limit}.",
                             )
                         )
         scale = template.get("scale") or {}
         low, high = scale.get("minReplicas"), scale.get("maxReplicas")
         if low is not None and high is not None and int(low) > int(high):
-            raise _Invalid(
-                _bad("ContainerAppScaleInvalid", "template.scale.minReplicas exceeds maxReplicas.")
+            raise Invalid(
+                bad("ContainerAppScaleInvalid", "template.scale.minReplicas exceeds maxReplicas.")
             )
         suffix = template.get("revisionSuffix")
         if suffix and not REVISION_SUFFIX.match(str(suffix)):
-            raise _Invalid(
-                _bad("ContainerAppInvalidRevisionSuffix", f"Revision suffix '{suffix}' is invalid.")
+            raise Invalid(
+                bad("ContainerAppInvalidRevisionSuffix", f"Revision suffix '{suffix}' is invalid.")
             )
 
     @staticmethod
@@ -1034,8 +539,8 @@ class AppsProvider:
         if suffix:
             revision = f"{name}--{suffix}"
             if self.store.get(f"{app_id}/revisions/{revision}") is not None:
-                raise _Invalid(
-                    _bad(
+                raise Invalid(
+                    bad(
                         "ContainerAppRevisionSuffixConflict",
                         f"Revision '{revision}' already exists; a new template needs a new "
                         "revisionSuffix (or none, for a generated one).",
@@ -1055,7 +560,6 @@ class AppsProvider:
                 lambda revision: self._replica_spec(app_id, revision),
                 self._runtime_root,
                 self._idle_seconds,
-                lambda: self._publish(app_id),
             )
             ingress = None
             if configuration.get("ingress"):
@@ -1116,10 +620,11 @@ class AppsProvider:
             else:
                 env[variable["name"]] = str(variable.get("value", ""))
         command = [*(container.get("command") or []), *(container.get("args") or [])]
+        argv, start_error = [], ""
         try:
             argv = python_argv(command)
         except CommandNotRunnable as error:
-            argv = [command[0] if command else "none", str(error)]
+            start_error = str(error)
         probes = {p.get("type"): p for p in container.get("probes") or []}
         chosen = probes.get("Readiness") or probes.get("Startup")
         ready_probe = None
@@ -1139,7 +644,10 @@ class AppsProvider:
             startup_budget_s=self._startup_budget(template),
             probe_interval_s=PROBE_INTERVAL_S,
             stop_grace_s=self._extra("replica_stop_grace_s", 30.0),
+            restart_backoff_s=10.0 * self._extra("probe_time_scale", 1.0),
+            restart_backoff_cap_s=300.0 * self._extra("probe_time_scale", 1.0),
             crash_at_start=bool(getattr(self.double.config, "replica_crash", False)),
+            start_error=start_error,
         )
 
     # ---- revisions -------------------------------------------------------------------------
@@ -1153,7 +661,7 @@ class AppsProvider:
                 "name": revision,
                 "type": f"{APP_TYPE}/revisions",
                 "properties": {
-                    "createdTime": _now(),
+                    "createdTime": now(),
                     "template": stored_template,
                     "provisioningState": "Provisioning",
                     "provisioningError": None,
@@ -1177,7 +685,6 @@ class AppsProvider:
                 app["properties"]["latestReadyRevisionName"] = revision
             app["properties"]["provisioningState"] = "Succeeded" if ready else "Failed"
             self.store.put(app_id, app)
-        self._publish(app_id)
 
     def _revisions(
         self, request: Request, app_id: str, app: dict[str, Any], rest: list[str]
@@ -1185,7 +692,7 @@ class AppsProvider:
         method = request.method
         if not rest:
             if method != "GET":
-                return self._not_found(request)
+                return not_found(request)
             items = [
                 self._revision_view(app_id, r)
                 for r in self.store.list(app_id + "/revisions/")
@@ -1205,7 +712,7 @@ class AppsProvider:
             action = rest[1].lower()
             if action == "restart":
                 if not self._is_active(entry, stored["name"]):
-                    return _bad(
+                    return bad(
                         "ContainerAppRevisionNotActive",
                         f"Revision '{revision}' is not active; activate it first.",
                     )
@@ -1228,7 +735,7 @@ class AppsProvider:
             return arm_error(
                 404, "ContainerAppReplicaNotFound", f"Replica '{rest[-1]}' was not found."
             )
-        return self._not_found(request)
+        return not_found(request)
 
     @staticmethod
     def _is_active(entry: _App, revision: str) -> bool:
@@ -1248,6 +755,9 @@ class AppsProvider:
             and not entry.runtime.stopped
         )
         active = runtime.active if runtime else False
+        if runtime is not None:  # a failed revision activated later may still get ready
+            properties["provisioningState"] = runtime.provisioning
+            properties["provisioningError"] = runtime.failure or None
         failed = properties.get("provisioningState") == "Failed"
         if failed:
             running, health = "Failed", "Unhealthy"
@@ -1266,7 +776,7 @@ class AppsProvider:
                 "trafficWeight": 100 if taking_traffic else 0,
                 "healthState": health,
                 "runningState": running,
-                "lastActiveTime": _now() if active else properties.get("createdTime"),
+                "lastActiveTime": now() if active else properties.get("createdTime"),
                 "fqdn": entry.ingress.fqdn if entry and entry.ingress else "",
             }
         )
@@ -1276,7 +786,7 @@ class AppsProvider:
             properties.pop("provisioningError", None)
         return view
 
-    def _replica_view(self, app_id: str, revision: str, replica: Any) -> dict[str, Any]:
+    def _replica_view(self, app_id: str, revision: str, replica: Replica) -> dict[str, Any]:
         running = replica.ready
         state = "Running" if running else "Waiting" if replica.state == "Starting" else "Terminated"
         container_name = replica.spec.container_name
@@ -1320,10 +830,6 @@ class AppsProvider:
             properties["runningStatus"] = "Stopped" if entry.runtime.stopped else "Running"
         return view
 
-    def _publish(self, app_id: str) -> None:
-        """Nothing to copy: views are computed on read. Kept as the runtime's change hook so a
-        change made by a background thread (scale-in, readiness) shows at the next GET."""
-
     # ---- delete, stop/start, auth token ----------------------------------------------------
     def _delete_app(self, request: Request, app_id: str, existing: dict[str, Any]) -> Response:
         with self._lock:
@@ -1338,8 +844,8 @@ class AppsProvider:
                     entry.ingress.stop()
             return None
 
-        operation = self._start_operation(request, app_id, existing["location"], work)
-        return self._operations().accepted(operation, 202)
+        operation = start_operation(self.double, request, app_id, existing["location"], work)
+        return self.double.operations.accepted(operation, 202)
 
     def _stop_start(
         self, request: Request, app_id: str, existing: dict[str, Any], stop: bool
@@ -1354,8 +860,8 @@ class AppsProvider:
             current = self.store.get(app_id)
             return self._app_view(current) if current else None
 
-        operation = self._start_operation(request, app_id, existing["location"], work)
-        return self._operations().accepted(operation, 202)
+        operation = start_operation(self.double, request, app_id, existing["location"], work)
+        return self.double.operations.accepted(operation, 202)
 
     def _auth_token(self, app_id: str, existing: dict[str, Any]) -> Response:
         token = secrets.token_urlsafe(32)
@@ -1382,7 +888,10 @@ class AppsProvider:
     @staticmethod
     def _app_stream_path(app_id: str) -> str:
         parts = app_id.split("/")
-        return f"/subscriptions/{parts[2]}/resourceGroups/{parts[4]}/containerApps/{parts[8]}/eventstream"
+        return (
+            f"/subscriptions/{parts[2]}/resourceGroups/{parts[4]}/containerApps/{parts[8]}"
+            "/eventstream"
+        )
 
     def _log_stream_url(self, app_id: str, revision: str, replica: str, container: str) -> str:
         parts = app_id.split("/")
@@ -1395,18 +904,14 @@ class AppsProvider:
     def app_for_token(self, token: str) -> str | None:
         return self._auth_tokens.get(token)
 
-    def replicas_for_log(self, app_id: str, revision: str) -> list[Any]:
+    def replicas_for_log(self, app_id: str, revision: str) -> list[Replica]:
         entry = self._apps.get(app_id.lower())
         return entry.runtime.logged_replicas(revision) if entry else []
 
     def app_id_of(self, sub: str, resource_group: str, name: str) -> str | None:
-        for key, entry in self._apps.items():
-            if (
-                key
-                == f"/subscriptions/{sub}/resourcegroups/{resource_group}/providers/{NAMESPACE}/containerapps/{name}".lower()
-            ):
-                return entry.id
-        return None
+        key = f"/subscriptions/{sub}/resourceGroups/{resource_group}/providers/{NAMESPACE}"
+        entry = self._apps.get(f"{key}/containerApps/{name}".lower())
+        return entry.id if entry else None
 
     # ---- shutdown --------------------------------------------------------------------------
     def shutdown(self) -> None:
@@ -1422,7 +927,7 @@ class AppsProvider:
             self.logstream.stop()
 
 
-def install(double: Any) -> AppsProvider:
+def install(double: AzureDouble) -> AppsProvider:
     """Register Microsoft.App with the double; `shutdown()` of the result stops every replica."""
     from tests.azure_double.apps_logstream import LogStream
 

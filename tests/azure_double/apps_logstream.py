@@ -5,7 +5,8 @@ ACA serves it on the environment's log stream host (`eventStreamEndpoint` withou
 /replicas/{replica}/containers/{container}/logstream?tailLines=N&follow=true|false&output=text|json`
 for a replica's console, and `.../containerApps/{app}/eventstream` for system events, both with
 `Authorization: Bearer <token>` where the token comes from the app's `getAuthtoken` (ARM POST).
-Lines are `{"TimeStamp": ..., "Log": ...}` (output=json) or `<time> <line>` (text). The double
+Console lines are `{"TimeStamp": ..., "Log": ...}` (output=json) or `<time> <line>` (text);
+system events carry `Msg`, `Reason`, `RevisionName`, `ReplicaName` as ACA's do. The double
 serves it on one extra HTTPS listener; a stopped replica's console stays readable, so a failed
 revision's last lines can be shown.
 """
@@ -15,10 +16,14 @@ from __future__ import annotations
 import json
 import re
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
 
 from tests.azure_double.ingress import TlsHandler, TlsServer
 from tests.azure_double.replicas import LOOPBACK, ConsoleLine
+
+if TYPE_CHECKING:
+    from tests.azure_double.apps import AppsProvider
 
 _CONSOLE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/containerApps/(?P<app>[^/]+)"
@@ -36,22 +41,37 @@ FOLLOW_POLL_S = 0.5
 SYSTEM_PREFIX = "[double] "
 
 
-def _format(line: ConsoleLine, output: str, extra: dict[str, str] | None = None) -> bytes:
+def _format(line: ConsoleLine, output: str) -> bytes:
     if output == "json":
-        return (
-            json.dumps({"TimeStamp": line.time, "Log": line.text, **(extra or {})}) + "\n"
-        ).encode()
+        return (json.dumps({"TimeStamp": line.time, "Log": line.text}) + "\n").encode()
     return f"{line.time} {line.text}\n".encode()
+
+
+def _event(line: ConsoleLine, output: str, app: str, revision: str, replica: str) -> bytes:
+    """A system event in the shape of ACA's event stream (Msg/Reason rather than Log)."""
+    message = line.text.removeprefix(SYSTEM_PREFIX)
+    if output != "json":
+        return f"{line.time} {revision} {replica} {message}\n".encode()
+    event = {
+        "TimeStamp": line.time,
+        "Type": "Warning",
+        "ContainerAppName": app,
+        "RevisionName": revision,
+        "ReplicaName": replica,
+        "Msg": message,
+        "Reason": "ContainerTerminated" if "exited" in message else "ReplicaUnhealthy",
+        "EventSource": "ContainerAppController",
+        "Count": 1,
+    }
+    return (json.dumps(event) + "\n").encode()
 
 
 class _LogHandler(TlsHandler):
     def do_GET(self) -> None:
-        from urllib.parse import parse_qsl, unquote
-
         path, _, raw_query = self.path.partition("?")
         path = unquote(path)
         query = {k.lower(): v for k, v in parse_qsl(raw_query)}
-        provider = self.server.app
+        provider: AppsProvider = self.server.app
         token = self.headers.get("authorization", "").removeprefix("Bearer ").strip()
         app_id = provider.app_for_token(token) if token else None
         match = _CONSOLE.match(path) or _EVENTS.match(path)
@@ -96,8 +116,7 @@ class _LogHandler(TlsHandler):
 
     def _stream_console(self, replica: Any, tail: int, follow: bool, output: str) -> None:
         self._begin()
-        lines = replica.console_lines(tail)
-        seen = replica.console_total
+        lines, seen = replica.console_snapshot(tail)
         if lines:
             self._chunk(b"".join(_format(line, output) for line in lines))
         while follow and replica.state != "Stopped":
@@ -106,21 +125,18 @@ class _LogHandler(TlsHandler):
                 self._chunk(b"".join(_format(line, output) for line in fresh))
         self._end()
 
-    def _stream_events(self, provider: Any, app_id: str, tail: int, output: str) -> None:
+    def _stream_events(self, provider: AppsProvider, app_id: str, tail: int, output: str) -> None:
         events: list[bytes] = []
         app = provider.store.get(app_id) or {}
         for revision in provider.store.list(app_id + "/revisions/"):
             for replica in provider.replicas_for_log(app_id, revision["name"]):
                 for line in replica.console_lines():
                     if line.text.startswith(SYSTEM_PREFIX):
-                        system = ConsoleLine(line.time, line.text.removeprefix(SYSTEM_PREFIX))
-                        extra = {
-                            "ContainerAppName": app.get("name", ""),
-                            "RevisionName": revision["name"],
-                            "ReplicaName": replica.name,
-                            "Type": "Warning",
-                        }
-                        events.append(_format(system, output, extra))
+                        events.append(
+                            _event(
+                                line, output, app.get("name", ""), revision["name"], replica.name
+                            )
+                        )
         self._begin()
         if tail and events:
             self._chunk(b"".join(sorted(events)[-tail:]))
@@ -130,7 +146,7 @@ class _LogHandler(TlsHandler):
 class LogStream:
     """The log stream host of the double's Container Apps (one HTTPS listener)."""
 
-    def __init__(self, provider: Any, context: ssl.SSLContext) -> None:
+    def __init__(self, provider: AppsProvider, context: ssl.SSLContext) -> None:
         self._server = TlsServer(_LogHandler, context, provider)
 
     @property

@@ -40,6 +40,9 @@ class RevisionRuntime:
     failure: str = ""
     serving: Replica | None = None
     starting: Replica | None = None
+    # A replica that never got ready stays listed (not running) until the revision is
+    # deactivated, as ACA lists a crash-looping replica; its console stays readable.
+    failed: Replica | None = None
     stopped: list[Replica] = field(default_factory=list)  # kept for the log stream
 
     def replicas(self) -> list[Replica]:
@@ -56,14 +59,12 @@ class AppRuntime:
         spec_for: Callable[[str], ReplicaSpec],
         runtime_root: Path,
         idle_seconds: Callable[[], float],
-        on_change: Callable[[], None],
     ) -> None:
         self.name = name
         self.single_mode = single_mode
         self._spec_for = spec_for
         self._runtime_root = runtime_root
         self._idle_seconds = idle_seconds
-        self._on_change = on_change
         self._lock = threading.Condition()
         self.revisions: dict[str, RevisionRuntime] = {}
         self.traffic: str | None = None  # the revision taking all traffic
@@ -100,7 +101,7 @@ class AppRuntime:
             if not ready or replica.state == "Stopped":
                 runtime.provisioning = "Failed"
                 runtime.failure = replica.state_details or "the revision was stopped"
-                runtime.stopped.append(replica)
+                runtime.failed = replica
             else:
                 runtime.provisioning = "Provisioned"
                 runtime.serving = replica
@@ -116,7 +117,6 @@ class AppRuntime:
         if not ready:
             replica.stop()
         self._drain_and_stop(drained)
-        self._on_change()
         done(ready, runtime.failure)
 
     def restart(self, revision: str) -> None:
@@ -140,7 +140,10 @@ class AppRuntime:
                 if runtime.serving is not None:
                     old = [runtime.serving]
                 runtime.serving = replica
-                runtime.provisioning = "Provisioned"
+                runtime.provisioning, runtime.failure = "Provisioned", ""
+                if runtime.failed is not None:
+                    runtime.stopped.append(runtime.failed)
+                    runtime.failed = None
                 self._last_activity = time.monotonic()
             else:
                 runtime.stopped.append(replica)
@@ -148,7 +151,6 @@ class AppRuntime:
         if not ready:
             replica.stop()
         self._drain_and_stop(old)
-        self._on_change()
 
     def activate(self, revision: str) -> None:
         with self._lock:
@@ -159,7 +161,6 @@ class AppRuntime:
             needs_replica = runtime.min_replicas > 0 and not runtime.replicas() and not self.stopped
         if needs_replica:
             self._start_replica(runtime)
-        self._on_change()
 
     def deactivate(self, revision: str) -> None:
         with self._lock:
@@ -169,14 +170,12 @@ class AppRuntime:
                 self.traffic = None
             replicas = self._take_replicas(runtime)
         self._drain_and_stop(replicas)
-        self._on_change()
 
     def stop_app(self) -> None:
         with self._lock:
             self.stopped = True
             replicas = [r for rev in self.revisions.values() for r in self._take_replicas(rev)]
         self._drain_and_stop(replicas)
-        self._on_change()
 
     def start_app(self) -> None:
         with self._lock:
@@ -188,7 +187,6 @@ class AppRuntime:
             ]
         for runtime in wanted:
             self._start_replica(runtime)
-        self._on_change()
 
     def close(self) -> None:
         """Stop every replica at once (app deleted, double stopping)."""
@@ -249,7 +247,6 @@ class AppRuntime:
             name=f"{runtime.name}-{runtime.pod_template}-{random_suffix(5)}",
             spec=self._spec_for(runtime.name),
             runtime_root=self._runtime_root,
-            on_change=lambda _replica: self._on_change(),
         )
 
     def _start_replica(self, runtime: RevisionRuntime) -> None:
@@ -263,18 +260,19 @@ class AppRuntime:
 
     def _take_replicas(self, runtime: RevisionRuntime) -> list[Replica]:
         taken = runtime.replicas()
-        runtime.serving = runtime.starting = None
-        runtime.stopped.extend(taken)
+        runtime.stopped.extend([*taken, *([runtime.failed] if runtime.failed else [])])
+        runtime.serving = runtime.starting = runtime.failed = None
         return taken
 
     def _drain_and_stop(self, replicas: list[Replica]) -> None:
         """Requests in flight on these replicas finish first (ACA drains before SIGTERM)."""
         for replica in replicas:
+
+            def drained(name: str = replica.name) -> bool:
+                return self._in_flight.get(name, 0) == 0 or self._closed.is_set()
+
             with self._lock:
-                self._lock.wait_for(
-                    lambda r=replica: self._in_flight.get(r.name, 0) == 0 or self._closed.is_set(),
-                    timeout=replica.spec.stop_grace_s,
-                )
+                self._lock.wait_for(drained, timeout=replica.spec.stop_grace_s)
             replica.stop()
 
     def _scale_in_when_idle(self) -> None:
@@ -288,19 +286,21 @@ class AppRuntime:
                     for runtime in self.revisions.values():
                         if runtime.min_replicas == 0 and runtime.starting is None:
                             victims.extend(self._take_replicas(runtime))
-            if victims:
-                for replica in victims:
-                    replica.stop()
-                self._on_change()
+            for replica in victims:
+                replica.stop()
 
     # ---- views -----------------------------------------------------------------------------
     def all_replicas(self, revision: str) -> list[Replica]:
         with self._lock:
             runtime = self.revisions.get(revision)
-            return [] if runtime is None else runtime.replicas()
+            if runtime is None:
+                return []
+            return [*runtime.replicas(), *([runtime.failed] if runtime.failed else [])]
 
     def logged_replicas(self, revision: str) -> list[Replica]:
         """Live and stopped replicas (newest last): the log stream can show a failed one."""
         with self._lock:
             runtime = self.revisions.get(revision)
-            return [] if runtime is None else [*runtime.stopped, *runtime.replicas()]
+            if runtime is None:
+                return []
+            return [*runtime.stopped, *self.all_replicas(revision)]

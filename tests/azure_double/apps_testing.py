@@ -1,6 +1,6 @@
-"""Helpers for tests that drive the double's Microsoft.App with the real SDK clients: a token
-credential signed by the double, the clients, a share holding a tiny HTTP server, and the ARM
-bodies of an environment, its storage and an app that runs that server from the share."""
+"""Helpers for tests that drive the double's Microsoft.App with the real SDK clients: the client,
+a share holding a tiny HTTP server, and the ARM bodies of an environment, its storage and an app
+that runs that server from the share."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError, ODataV4Format
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
-from azure.mgmt.resource.resources import ResourceManagementClient
 
-from tests.azure_double.auth import issue_token
+from tests.azure_double.sdk import client_kwargs, credential, resources_client
 from tests.azure_double.server import AzureDouble
 
 LOCATION = "eastus"
@@ -79,53 +78,40 @@ class Handler(BaseHTTPRequestHandler):
         self._send(404, {"error": "not found"})
 
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        self._send(200, {"echo": body.decode()})
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            self.rfile.readline()
+        else:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self._send(200, {"echo": body.decode(), "chunked": "content-length" not in self.headers})
 
     def log_message(self, *args):
         print("request", args[1] if len(args) > 1 else "", flush=True)
 
 
 print("listening", flush=True)
-ThreadingHTTPServer((os.environ["ACA_INFER_HOST"], int(os.environ["ACA_INFER_PORT"])), Handler).serve_forever()
+ADDRESS = (os.environ["ACA_INFER_HOST"], int(os.environ["ACA_INFER_PORT"]))
+ThreadingHTTPServer(ADDRESS, Handler).serve_forever()
 """
 
 
-class DoubleCredential:
-    """A TokenCredential whose tokens the double accepts (what the stand-in `az` issues)."""
-
-    def __init__(self, double: AzureDouble) -> None:
-        self._double = double
-
-    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
-        token, expires_on = issue_token(
-            self._double.signing_key, self._double.tenant_id, scopes[0], "test-object-id"
-        )
-        return AccessToken(token, expires_on)
-
-
-def client_kwargs(double: AzureDouble) -> dict[str, Any]:
-    return {
-        "base_url": double.arm_endpoint,
-        "credential_scopes": [f"{double.arm_endpoint}/.default"],
-        "connection_verify": str(double.ca_bundle),
-        "polling_interval": 0.1,
-    }
-
-
 def apps_client(double: AzureDouble) -> ContainerAppsAPIClient:
+    """The real client with the real credential chain (run inside `use_double_env`); polls
+    every 0.1 s, since the tests set the double's Retry-After to 0."""
     return ContainerAppsAPIClient(
-        DoubleCredential(double), double.subscription_id, **client_kwargs(double)
+        credential(), double.subscription_id, **client_kwargs(double, polling_interval=0.1)
     )
 
 
 def prepare(double: AzureDouble) -> Path:
     """Resource group, storage account keys and a share holding the stand-in server."""
     double.retry_after_s = 0  # the SDK then polls at its polling_interval
-    resources = ResourceManagementClient(
-        DoubleCredential(double), double.subscription_id, **client_kwargs(double)
+    resources_client(double).resource_groups.create_or_update(
+        RESOURCE_GROUP, {"location": LOCATION}
     )
-    resources.resource_groups.create_or_update(RESOURCE_GROUP, {"location": LOCATION})
     double.create_storage_account_keys(ACCOUNT)
     share = double.share_root(ACCOUNT, SHARE)
     share.mkdir(parents=True, exist_ok=True)
@@ -164,6 +150,7 @@ def app_body(
     env: dict[str, str] | None = None,
     min_replicas: int = 1,
     startup_failures: int = 10,
+    startup_period: int = 3,
     secrets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     variables: list[dict[str, str]] = [
@@ -196,7 +183,7 @@ def app_body(
                                 "type": "Startup",
                                 "httpGet": probe,
                                 "initialDelaySeconds": 1,
-                                "periodSeconds": 1,
+                                "periodSeconds": startup_period,
                                 "failureThreshold": startup_failures,
                             },
                             {"type": "Readiness", "httpGet": probe, "periodSeconds": 1},
@@ -221,3 +208,9 @@ def wait_for(condition: Any, timeout: float = 30.0, interval: float = 0.05) -> A
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def error_of(raised: HttpResponseError) -> ODataV4Format:
+    """ARM's error object of a failed SDK call."""
+    assert raised.error is not None, raised
+    return raised.error

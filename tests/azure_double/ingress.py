@@ -72,6 +72,9 @@ class TlsServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[Any, Any]:
         raw, address = self.socket.accept()
+        # Headers and body go out as separate writes: without this, Nagle's algorithm holds the
+        # second one until the client's delayed ACK (about 40 ms per response).
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         wrapped = self.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         with self.connections_lock:
             self.connections.add(wrapped)
@@ -105,7 +108,7 @@ class TlsHandler(BaseHTTPRequestHandler):
 
     def handle(self) -> None:
         try:
-            self.connection.do_handshake()  # type: ignore[attr-defined]
+            self.connection.do_handshake()
         except (ssl.SSLError, OSError):
             return
         with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):

@@ -27,15 +27,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 CONSOLE_LINES_KEPT = 5000
 PROBE_TIMEOUT_S = 2.0
-# Why a crashed container waits before its restart (Kubernetes backs off the same way, longer).
-RESTART_BACKOFF_S = 0.2
+# The shortest wait before a crashed container restarts (however far the backoff is scaled).
+MIN_RESTART_BACKOFF_S = 0.05
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -98,7 +97,18 @@ class ReplicaSpec:
     startup_budget_s: float
     probe_interval_s: float
     stop_grace_s: float
+    # Kubernetes' crash-loop backoff: the first restart waits this long, each next one twice as
+    # long, up to the cap (10 s and 300 s on ACA; scaled down in tests with the probe budgets).
+    restart_backoff_s: float = 10.0
+    restart_backoff_cap_s: float = 300.0
     crash_at_start: bool = False
+    # Why the container cannot start at all (a command the double cannot run): every start
+    # fails with this line on the console.
+    start_error: str = ""
+
+    def backoff_s(self, restarts: int) -> float:
+        wait = min(self.restart_backoff_s * 2 ** min(restarts, 16), self.restart_backoff_cap_s)
+        return max(wait, MIN_RESTART_BACKOFF_S)
 
 
 @dataclass
@@ -114,7 +124,6 @@ class Replica:
     name: str
     spec: ReplicaSpec
     runtime_root: Path
-    on_change: Callable[[Replica], None]
     created: str = field(default_factory=now_iso)
     port: int = 0
     restart_count: int = 0
@@ -171,10 +180,7 @@ class Replica:
 
     def _set_state(self, state: str, details: str) -> None:
         with self._lock:
-            changed = (state, details) != (self.state, self.state_details)
             self.state, self.state_details = state, details
-        if changed:
-            self.on_change(self)
 
     # ---- the supervisor thread -------------------------------------------------------------
     def _supervise(self) -> None:
@@ -193,10 +199,12 @@ class Replica:
             self._log_system(f"container '{self.spec.container_name}' exited with code {code}")
             if not self._ready.is_set() and time.monotonic() >= deadline:
                 break
+            if self._ready.is_set():  # crashed after it served: the next start gets a budget
+                deadline = time.monotonic() + self.spec.startup_budget_s
             self._ready.clear()
             self._set_state("Starting", f"container exited with code {code}; restarting")
             self.restart_count += 1
-            if self._stopping.wait(RESTART_BACKOFF_S):
+            if self._stopping.wait(self.spec.backoff_s(self.restart_count - 1)):
                 break
         if not self._stopping.is_set():
             self._terminate()
@@ -208,6 +216,9 @@ class Replica:
         self._settled.set()
 
     def _launch(self) -> bool:
+        if self.spec.start_error:
+            self._log_system(f"failed to start container: {self.spec.start_error}")
+            return False
         for mount_path, folder in self.spec.mounts.items():
             if not folder.is_dir():
                 self._log_system(f"failed to mount volume at {mount_path}: {folder} does not exist")
@@ -304,9 +315,15 @@ class Replica:
             self._console_changed.notify_all()
 
     def console_lines(self, tail: int | None = None) -> list[ConsoleLine]:
+        return self.console_snapshot(tail)[0]
+
+    def console_snapshot(self, tail: int | None = None) -> tuple[list[ConsoleLine], int]:
+        """The last `tail` lines (all when None) and how many were ever appended, together, so
+        a follower continues exactly after them."""
         with self._console_changed:
             lines = list(self.console)
-        return lines if tail is None else lines[-tail:] if tail else []
+            total = self.console_total
+        return (lines if tail is None else lines[-tail:] if tail else []), total
 
     def lines_after(self, seen: int, timeout: float) -> tuple[list[ConsoleLine], int]:
         """Lines appended after the first `seen` ones (waiting up to timeout for one), and the

@@ -4,44 +4,45 @@ scale to zero with a cold start, stop/start, and the crash-at-start fault."""
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 from tests.azure_double.apps_testing import (
     RESOURCE_GROUP,
     app_body,
     apps_client,
     environment_body,
+    error_of,
     prepare,
     storage_body,
     wait_for,
 )
+from tests.azure_double.sdk import use_double_env
 from tests.azure_double.server import AzureDouble
 
 
 @pytest.fixture
-def double(tmp_path: Path) -> Iterator[AzureDouble]:
-    with AzureDouble(state_dir=tmp_path / "double") as started:
-        yield started
+def double(azure_double: AzureDouble) -> Iterator[AzureDouble]:
+    with use_double_env(azure_double):
+        yield azure_double
 
 
 @pytest.fixture
-def client(double: AzureDouble) -> ContainerAppsAPIClient:
+def client(double: AzureDouble) -> Any:
     prepare(double)
     return apps_client(double)
 
 
 @pytest.fixture
-def environment_id(double: AzureDouble, client: ContainerAppsAPIClient) -> str:
+def environment_id(double: AzureDouble, client: Any) -> str:
     environment = client.managed_environments.begin_create_or_update(
         RESOURCE_GROUP, "env", environment_body()
     ).result()
@@ -101,12 +102,12 @@ def _serving_pid(double: AzureDouble, app: Any) -> int:
         return int(https.get(f"https://{_fqdn(app)}/hello").json()["pid"])
 
 
-def _create(client: ContainerAppsAPIClient, body: dict[str, Any]) -> Any:
+def _create(client: Any, body: dict[str, Any]) -> Any:
     return client.container_apps.begin_create_or_update(RESOURCE_GROUP, "web", body).result()
 
 
 def test_rollout_switches_traffic_only_when_ready_and_drops_nothing(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     first = _create(client, app_body(environment_id, env={"GREETING": "one"}))
     old_pid = _serving_pid(double, first)
@@ -133,7 +134,7 @@ def test_rollout_switches_traffic_only_when_ready_and_drops_nothing(
 
 
 def test_revision_suffix_names_the_revision_and_secrets_alone_make_no_revision(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     body = app_body(environment_id)
     body["properties"]["template"]["revisionSuffix"] = "v1"
@@ -154,11 +155,11 @@ def test_revision_suffix_names_the_revision_and_secrets_alone_make_no_revision(
     reused["properties"]["template"]["revisionSuffix"] = "v1"
     with pytest.raises(HttpResponseError) as conflict:
         _create(client, reused)
-    assert conflict.value.error.code == "ContainerAppRevisionSuffixConflict"
+    assert error_of(conflict.value).code == "ContainerAppRevisionSuffixConflict"
 
 
 def test_restart_takes_the_new_secret_without_dropping_requests(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     body = app_body(environment_id)
     app = _create(client, body)
@@ -181,18 +182,26 @@ def test_restart_takes_the_new_secret_without_dropping_requests(
 
 
 def test_a_revision_that_never_gets_ready_fails_and_the_old_one_keeps_serving(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
-    double.config.extra["probe_time_scale"] = 0.5  # startup budget (1 + 1 x 3) s -> 2 s
-    good = _create(client, app_body(environment_id, env={"GREETING": "good"}, startup_failures=3))
+    double.config.extra["probe_time_scale"] = 0.5  # the bad one's budget: (1 + 1 x 3) s -> 2 s
+    # A generous budget for the good revision: only the bad one is meant to run out of time.
+    good = _create(client, app_body(environment_id, env={"GREETING": "good"}, startup_period=6))
     loop = RequestLoop(double, _fqdn(good))
 
     with pytest.raises(HttpResponseError) as failed:
-        _create(client, app_body(environment_id, env={"NEVER_READY": "1"}, startup_failures=3))
+        _create(
+            client,
+            app_body(
+                environment_id, env={"NEVER_READY": "1"}, startup_failures=3, startup_period=1
+            ),
+        )
     failures = loop.stop()
 
-    assert failed.value.error.code == "ContainerAppOperationError"
-    assert "Failed to provision revision for container app 'web'" in failed.value.error.message
+    assert error_of(failed.value).code == "ContainerAppOperationError"
+    assert "Failed to provision revision for container app 'web'" in str(
+        error_of(failed.value).message
+    )
     assert failures == []
     assert set(loop.greetings()) == {"good"}
     app = client.container_apps.get(RESOURCE_GROUP, "web")
@@ -213,8 +222,31 @@ def test_a_revision_that_never_gets_ready_fails_and_the_old_one_keeps_serving(
     ).properties.active
 
 
+def test_deactivate_then_activate_a_revision(double: AzureDouble, client: Any, environment_id: str):
+    app = _create(client, app_body(environment_id))
+    revision = app.properties.latest_revision_name
+    pid = _serving_pid(double, app)
+
+    client.container_apps_revisions.deactivate_revision(RESOURCE_GROUP, "web", revision)
+
+    wait_for(lambda: not _pid_alive(pid))
+    with _https(double) as https:
+        assert https.get(f"https://{_fqdn(app)}/hello").status_code == 404
+    client.container_apps_revisions.activate_revision(RESOURCE_GROUP, "web", revision)
+    wait_for(
+        lambda: (
+            client.container_apps_revisions.get_revision(
+                RESOURCE_GROUP, "web", revision
+            ).properties.health_state
+            == "Healthy"
+        )
+    )
+    with _https(double) as https:
+        assert https.get(f"https://{_fqdn(app)}/hello").status_code == 200
+
+
 def test_scale_to_zero_then_a_request_waits_for_the_cold_start(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     double.config.scale_to_zero_idle_s = 0.5
     app = _create(client, app_body(environment_id, min_replicas=0))
@@ -240,7 +272,7 @@ def test_scale_to_zero_then_a_request_waits_for_the_cold_start(
 
 
 def test_stop_answers_404_and_start_serves_again(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     app = _create(client, app_body(environment_id))
     pid = _serving_pid(double, app)
@@ -258,20 +290,60 @@ def test_stop_answers_404_and_start_serves_again(
 
 
 def test_replica_crash_fault_fails_the_revision_with_the_console_kept(
-    double: AzureDouble, client: ContainerAppsAPIClient, environment_id: str
+    double: AzureDouble, client: Any, environment_id: str
 ):
     double.config.replica_crash = True
     double.config.extra["probe_time_scale"] = 0.5
 
     with pytest.raises(HttpResponseError) as failed:
-        _create(client, app_body(environment_id, startup_failures=3))
+        _create(client, app_body(environment_id, startup_failures=3, startup_period=1))
 
-    assert failed.value.error.code == "ContainerAppOperationError"
+    assert error_of(failed.value).code == "ContainerAppOperationError"
     app = client.container_apps.get(RESOURCE_GROUP, "web")
     assert app.properties.latest_ready_revision_name is None
     revision = client.container_apps_revisions.get_revision(
         RESOURCE_GROUP, "web", app.properties.latest_revision_name
     )
     assert revision.properties.running_state == "Failed"
+    (replica,) = client.container_apps_revision_replicas.list_replicas(
+        RESOURCE_GROUP, "web", revision.name
+    ).value
+    assert replica.properties.containers[0].restart_count >= 1
+    token = client.container_apps.get_auth_token(RESOURCE_GROUP, "web").properties.token
+    system_events = app.properties.event_stream_endpoint
     with _https(double) as https:
         assert https.get(f"https://{_fqdn(app)}/hello").status_code == 404
+        events = https.get(
+            system_events,
+            params={"tailLines": "50", "follow": "false", "output": "json"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    messages = [json.loads(line)["Msg"] for line in events.text.splitlines()]
+    assert "container 'server' exited with code 1" in messages
+
+
+def test_a_command_the_double_cannot_run_fails_the_revision_and_says_why(
+    double: AzureDouble, client: Any, environment_id: str
+):
+    double.config.extra["probe_time_scale"] = 0.5
+    body = app_body(environment_id, startup_failures=3, startup_period=1)
+    container = body["properties"]["template"]["containers"][0]
+    container["command"] = ["/bin/bash", "-c", "pip install gradio; python app.py"]
+
+    with pytest.raises(HttpResponseError):
+        _create(client, body)
+
+    app = client.container_apps.get(RESOURCE_GROUP, "web")
+    revision = app.properties.latest_revision_name
+    (replica,) = client.container_apps_revision_replicas.list_replicas(
+        RESOURCE_GROUP, "web", revision
+    ).value
+    assert replica.properties.running_state == "NotRunning"
+    token = client.container_apps.get_auth_token(RESOURCE_GROUP, "web").properties.token
+    with _https(double) as https:
+        logs = https.get(
+            replica.properties.containers[0].log_stream_endpoint,
+            params={"tailLines": "10", "follow": "false", "output": "text"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).text
+    assert "the double runs only Python commands" in logs
