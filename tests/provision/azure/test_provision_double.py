@@ -208,36 +208,17 @@ def fine_tuning_run(session: Session, group: str) -> dict[str, str]:
     """What the AI Toolkit's fine-tuning template leaves in a resource group, made with the SDK:
     storage account + 1 TiB share, workspace, environment with a `GPU` NC24-A100 profile and its
     ReadWrite storage entry."""
-    from azure.mgmt.appcontainers import ContainerAppsAPIClient
-    from azure.mgmt.loganalytics import LogAnalyticsManagementClient
-    from azure.mgmt.resource.resources import ResourceManagementClient
-    from azure.mgmt.storage import StorageManagementClient
-
-    from tests.azure_double.apps_testing import DoubleCredential, client_kwargs
+    from tests.azure_double.apps_testing import apps_client
+    from tests.azure_double.sdk import (
+        log_analytics_client,
+        resources_client,
+        storage_client,
+        use_double_env,
+    )
 
     double = session.double
-    double.retry_after_s = 0
-    credential, kwargs = DoubleCredential(double), client_kwargs(double)
-    subscription = double.subscription_id
     found = names(session, group)
     account, share = found["storageAccountName"], found["fileShareName"]
-    ResourceManagementClient(credential, subscription, **kwargs).resource_groups.create_or_update(
-        group, {"location": LOCATION}
-    )
-    storage = StorageManagementClient(credential, subscription, **kwargs)
-    storage.storage_accounts.begin_create(
-        group,
-        account,
-        {"location": LOCATION, "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
-    ).result()
-    share_body: Any = {"properties": {"shareQuota": 1024}}
-    storage.file_shares.create(group, account, share, share_body)
-    LogAnalyticsManagementClient(
-        credential, subscription, **kwargs
-    ).workspaces.begin_create_or_update(
-        group, found["acaLogAnalyticsName"], {"location": LOCATION}
-    ).result()
-    apps = ContainerAppsAPIClient(credential, subscription, **kwargs)
     environment: Any = {
         "location": LOCATION,
         "properties": {
@@ -252,14 +233,24 @@ def fine_tuning_run(session: Session, group: str) -> dict[str, str]:
             ]
         },
     }
-    apps.managed_environments.begin_create_or_update(
-        group, found["acaEnvironmentName"], environment
-    ).result()
-    apps.managed_environments_storages.create_or_update(
-        group,
-        found["acaEnvironmentName"],
-        found["acaEnvironmentStorageName"],
-        {
+    share_body: Any = {"properties": {"shareQuota": 1024}}
+    with use_double_env(double):
+        resources_client(double).resource_groups.create_or_update(group, {"location": LOCATION})
+        storage = storage_client(double)
+        storage.storage_accounts.begin_create(
+            group,
+            account,
+            {"location": LOCATION, "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
+        ).result()
+        storage.file_shares.create(group, account, share, share_body)
+        log_analytics_client(double).workspaces.begin_create_or_update(
+            group, found["acaLogAnalyticsName"], {"location": LOCATION}
+        ).result()
+        apps = apps_client(double)
+        apps.managed_environments.begin_create_or_update(
+            group, found["acaEnvironmentName"], environment
+        ).result()
+        storage_entry: Any = {
             "properties": {
                 "azureFile": {
                     "accountName": account,
@@ -268,8 +259,10 @@ def fine_tuning_run(session: Session, group: str) -> dict[str, str]:
                     "accessMode": "ReadWrite",
                 }
             }
-        },
-    )
+        }
+        apps.managed_environments_storages.create_or_update(
+            group, found["acaEnvironmentName"], found["acaEnvironmentStorageName"], storage_entry
+        )
     return found
 
 
