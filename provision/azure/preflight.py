@@ -144,8 +144,10 @@ def run_preflight(
     profile_type = str(overrides.get("gpuProfileType", request.profile_type))
     app_name = value("acaAppName")
     app = api.app(app_name)
-    if app is None:
+    reused_dedicated = environment is not None and PROFILE_TYPES[profile_type].dedicated
+    if app is None and not reused_dedicated:  # a dedicated profile's nodes already hold quota
         _check_quota(api, profile_type, overrides["location"])
+    if app is None:
         created.append(f"container app {app_name}")
     elif not _ours(app):
         notes.append(f"container app {app_name} exists and was not made by aca-infer: replacing it")

@@ -180,3 +180,10 @@ def test_no_credential_stops_first() -> None:
     with pytest.raises(PrerequisiteError, match="az login"):
         run(azure, make_request())
     assert not azure.registrations
+
+
+def test_a_reused_dedicated_profile_needs_no_new_quota() -> None:
+    azure = fine_tuning_subscription()
+    azure.quota["westus3"] = [Usage("ManagedEnvironmentDedicatedA100Gpus", 1, 1)]
+    result, _ = run(azure, make_request(location=None))
+    assert result.overrides["gpuProfileType"] == "NC24-A100"
