@@ -145,10 +145,11 @@ class AzureTarget:
             return ProvisionPlan(target=self.name, request=request.describe())
         for note in request.notes:
             progress(note)
-        arm = Arm(request.scope)
-        preflight = run_preflight(arm, request, progress)
+        # Compiling is local: a missing Bicep CLI or a broken template stops before Azure is asked.
         template_file = template_path(self.project_dir)
         template = compile_template(template_file, environ)
+        arm = Arm(request.scope)
+        preflight = run_preflight(arm, request, progress)
         values = _values(request, preflight)
         fingerprint = digest(template, values)
         if settings.what_if:

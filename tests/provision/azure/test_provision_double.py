@@ -13,7 +13,7 @@ from provision.azure.naming import ai_toolkit_names, resource_group_id
 from provision.azure.uniquestring import unique_string
 from tests.azure_double.faults import Fault
 from tests.azure_double.server import AzureDouble
-from tests.provision.azure.double_project import Session, without_az
+from tests.provision.azure.double_project import Session
 from tests.provision.azure.projects import BAD_FILES, copy_templates, write_parameters
 
 GROUP = "rg-infer"
@@ -165,7 +165,7 @@ def test_exhausted_quota_names_it_and_a_smaller_profile(session: Session) -> Non
 
 
 def test_without_a_credential_exit_3_says_how_to_sign_in(session: Session) -> None:
-    result = session.provision("-g", GROUP, "-l", LOCATION, env=without_az(session.env()))
+    result = session.provision("-g", GROUP, "-l", LOCATION, env=session.env_without_az())
     assert result.exit_code == 3, result.stderr
     assert "az login" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -188,7 +188,7 @@ def test_a_template_that_does_not_compile_is_exit_2_and_creates_nothing(session:
     result = session.provision("-g", GROUP, "-l", LOCATION)
     assert result.exit_code == 2, result.stderr
     assert "does not compile" in result.stderr
-    assert session.writes() == []
+    assert session.double.requests == []
 
 
 def test_what_if_in_an_existing_group_shows_arms_changes_and_deploys_nothing(
