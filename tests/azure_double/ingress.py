@@ -220,8 +220,8 @@ class _ProxyHandler(TlsHandler):
         if stream:
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
-        if response.will_close:
-            self.close_connection = True
+        # The replica closing its connection (an HTTP/1.0 server) says nothing about the
+        # client's: the client's response is framed by length or chunks, so it stays open.
 
     do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _proxy
 
