@@ -30,6 +30,7 @@ from provision.fsutil import read_json, write_json_atomic
 from provision.keys import PRIMARY, SECONDARY, generate_keys
 from provision.parameters import template_path
 from provision.target_state import TargetState
+from provision.wheelhouse import DEFAULT_IMAGE, ImagePlatform, platform_for_image
 from provision.targets import (
     ApiKeys,
     DownResult,
@@ -78,6 +79,11 @@ class AzureTarget:
             arm=arm_endpoint(config.get("ARM_ENDPOINT"), self.environ),
         )
         return Arm(scope), config
+
+    def image_platform(self) -> ImagePlatform | None:
+        """The replica image's platform, when deploy must bring the server's wheels for it."""
+        image = self._config().get("CONTAINER_IMAGE") or DEFAULT_IMAGE
+        return platform_for_image(str(image))
 
     def endpoint(self) -> str:
         return str(self._config()["ACA_APP_ENDPOINT"])
@@ -277,6 +283,7 @@ class AzureTarget:
         config["ACA_APP_ENDPOINT"] = endpoint
         config["TARGET"] = self.name
         config["DEPLOYMENT_NAME"] = request.deployment_name
+        config["CONTAINER_IMAGE"] = values.get("containerImage", DEFAULT_IMAGE)
         if request.scope.arm.url != PUBLIC_ARM_ENDPOINT:
             config["ARM_ENDPOINT"] = request.scope.arm.url
         write_json_atomic(self.config_path, config)

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from provision.azure.naming import ai_toolkit_names, resource_group_id
+from provision.azure.target import AzureTarget
 from provision.azure.uniquestring import unique_string
+from provision.wheelhouse import PYTORCH_IMAGE_PLATFORM
 from tests.azure_double.faults import Fault
 from tests.azure_double.server import AzureDouble
 from tests.provision.azure.double_project import Session
@@ -58,6 +60,9 @@ def test_happy_path_on_an_empty_subscription(session: Session) -> None:
     )
     app = session.resource(app_id)
     assert app is not None and app["tags"]["created-by"] == "aca-infer"
+
+    # deploy brings the server's wheels for the default public PyTorch image
+    assert AzureTarget(session.project).image_platform() == PYTORCH_IMAGE_PLATFORM
 
     keys = session.aca("--output", "json", "keys", "show", "--target", "azure")
     assert keys.exit_code == 0, keys.stderr
