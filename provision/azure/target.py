@@ -30,7 +30,6 @@ from provision.fsutil import read_json, write_json_atomic
 from provision.keys import PRIMARY, SECONDARY, generate_keys
 from provision.parameters import template_path
 from provision.target_state import TargetState
-from provision.wheelhouse import DEFAULT_IMAGE, ImagePlatform, platform_for_image
 from provision.targets import (
     ApiKeys,
     DownResult,
@@ -39,6 +38,7 @@ from provision.targets import (
     ProvisionResult,
     ProvisionSettings,
 )
+from provision.wheelhouse import DEFAULT_IMAGE, ImagePlatform, platform_for_image
 
 CONFIG_FILE = Path("infra/inference.config.json")
 RECORD_FILE = Path(".aca-infer/azure/last-deployment.json")
