@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -258,7 +259,11 @@ def _show(state: Context, result: Any, target: str) -> None:
 
 
 def _provision(
-    state: Context, target: str, set_flags: tuple[str, ...], deploy_follows: bool = False
+    state: Context,
+    target: str,
+    set_flags: tuple[str, ...],
+    deploy_follows: bool = False,
+    **azure_options: Any,
 ) -> Any:
     from provision.assets import templates
     from provision.project import remember_target
@@ -267,16 +272,26 @@ def _provision(
     passed_over = templates(state.project_dir).note  # the AI Toolkit's own template
     if passed_over:
         state.progress(passed_over)
+    given = [f"--{name.replace('_', '-')}" for name, value in azure_options.items() if value]
+    if target != "azure" and given:
+        raise click.UsageError(f"{given[0]} is an option of --target azure")
+    ask = _prompt if sys.stdin.isatty() else None
     settings = ProvisionSettings(
         target=target,
         set_flags=set_flags,
         environ=dict(os.environ),
         deploy_follows=deploy_follows,
+        ask=ask,
+        **azure_options,
     )
     result = _target(state, target).provision(settings, state.progress)
     if isinstance(result, ProvisionResult):  # not a plan (a dry run provisions nothing)
         remember_target(state.project_dir, target)
     return result
+
+
+def _prompt(question: str) -> str:
+    return str(click.prompt(question, err=True))
 
 
 def _deploy_settings(
@@ -299,17 +314,62 @@ def _deploy(state: Context, target: str, settings: Any) -> Any:
     return deploy(_target(state, target), settings, state.progress)
 
 
+_azure_option_list = (
+    click.option(
+        "--subscription",
+        default=None,
+        help="Azure subscription id [default: AZURE_SUBSCRIPTION_ID, finetuning.config.json, "
+        "the Azure CLI's default].",
+    ),
+    click.option(
+        "--resource-group",
+        "-g",
+        default=None,
+        help="Resource group [default: AZURE_RESOURCE_GROUP, finetuning.config.json].",
+    ),
+    click.option(
+        "--location",
+        "-l",
+        default=None,
+        help="Region [default: AZURE_LOCATION, the location parameter, the group's region].",
+    ),
+    click.option(
+        "--arm-endpoint",
+        default=None,
+        help="Resource Manager endpoint of a non-public cloud [default: ACA_INFER_ARM_ENDPOINT, "
+        "else https://management.azure.com]; ACA_INFER_ARM_SCOPE sets its token scope.",
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print the resolved request (scope, parameters and their sources); no network call.",
+    ),
+    click.option("--what-if", is_flag=True, help="Print ARM's what-if changes; deploy nothing."),
+    click.option(
+        "--force", is_flag=True, help="Deploy even if nothing changed since the last success."
+    ),
+)
+
+
+def azure_options(command: F) -> F:
+    for option in reversed(_azure_option_list):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @target_option
 @set_option
+@azure_options
 @examples(
     "aca-infer provision",
+    "aca-infer provision --dry-run --output json   # what would be deployed; no network call",
     "aca-infer provision --target local --set localPort=8080",
 )
 @pass_state
-def provision(state: Context, target: str, set_flags: tuple[str, ...]) -> None:
+def provision(state: Context, target: str, set_flags: tuple[str, ...], **azure: Any) -> None:
     """Create or update the infrastructure and write the config."""
-    _show(state, _provision(state, target, set_flags), target)
+    _show(state, _provision(state, target, set_flags, **azure), target)
 
 
 @cli.command()

@@ -13,7 +13,7 @@ from provision.demo_model import BASE_MODEL_RELPATH, DemoModel, summary_lines
 from provision.deploy import DeployResult, ReleasesResult, RollbackResult
 from provision.model_upload import UploadModelResult
 from provision.project_init import InitResult
-from provision.targets import ApiKeys, DownResult, LogsResult, ProvisionResult
+from provision.targets import ApiKeys, DownResult, LogsResult, ProvisionPlan, ProvisionResult
 
 
 def _plain(value: Any) -> Any:
@@ -58,11 +58,15 @@ def _pending_lines(pending: list[str] | None, target: str) -> list[str]:
 def text(result: Any, target: str) -> str:
     if isinstance(result, ProvisionResult):
         verb = "Provisioned" if result.created else "Updated"
+        if result.skipped:
+            verb = "Unchanged (deployment skipped):"
         return "\n".join(
             [f"{verb} the {result.target} target; config: {result.config_path}"]
             + [f"  {name} = {value}" for name, value in sorted(result.parameters.items())]
             + _pending_lines(result.restart_pending, target)
         )
+    if isinstance(result, ProvisionPlan):
+        return _plan_text(result)
     if isinstance(result, DeployResult):
         previous = f" (previous {result.previous_release})" if result.previous_release else ""
         action = "restarted" if result.restarted else "already live"
@@ -137,6 +141,30 @@ def text(result: Any, target: str) -> str:
     if isinstance(result, dict):
         return "\n\n".join(text(part, target) for part in result.values())
     raise TypeError(f"no text form for {type(result).__name__}")
+
+
+def _plan_text(plan: ProvisionPlan) -> str:
+    scope = plan.request["scope"]
+    lines = [
+        f"Subscription:   {scope['subscription_id']}  ({scope['sources']['subscription']})",
+        f"Resource group: {scope['resource_group']}  ({scope['sources']['resource_group']})",
+        f"Location:       {scope['location']}",
+        f"ARM endpoint:   {scope['arm_endpoint']}",
+        f"Deployment:     {plan.request['deployment_name']}",
+        "Parameters:",
+    ]
+    for name, entry in plan.request["parameters"].items():
+        lines.append(f"  {name} = {json.dumps(entry['value'])}  ({entry['source']})")
+    lines += [f"Note: {note}" for note in plan.request.get("notes", [])]
+    if plan.changes is not None:
+        lines.append("What-if:" if plan.changes else "What-if: no change")
+        for change in plan.changes:
+            changed = ", ".join(change.get("properties_changed", ()))
+            lines.append(
+                f"  {change['change_type']:10} {change['resource_id']}"
+                + (f"  ({changed})" if changed else "")
+            )
+    return "\n".join(lines)
 
 
 def show(result: Any, output: str, target: str) -> None:

@@ -43,6 +43,15 @@ class ProvisionSettings:
     target: str
     set_flags: tuple[str, ...] = ()
     environ: Mapping[str, str] = field(default_factory=dict)
+    # Where (azure): flags win over AZURE_SUBSCRIPTION_ID / AZURE_RESOURCE_GROUP / AZURE_LOCATION.
+    subscription: str | None = None
+    resource_group: str | None = None
+    location: str | None = None
+    arm_endpoint: str | None = None
+    dry_run: bool = False  # print the resolved request; no network call
+    what_if: bool = False  # print ARM's what-if; deploy nothing
+    force: bool = False  # deploy even when nothing changed since the last success
+    ask: Callable[[str], str] | None = None  # prompts for a missing value (a terminal only)
     # `up`: a deploy follows, so refuse before writing anything when it would refuse (e.g. no
     # model at modelPath), and leave applying changed runtime settings to it.
     deploy_follows: bool = False
@@ -59,6 +68,17 @@ class ProvisionResult:
     created: bool
     # Runtime settings changed while a replica runs with the old ones: the next deploy applies them.
     restart_pending: list[str] = field(default_factory=list)
+    skipped: bool = False  # nothing changed since the last successful deployment
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProvisionPlan:
+    """What `provision --dry-run` or `--what-if` shows instead of provisioning."""
+
+    target: str
+    request: Mapping[str, Any]
+    changes: tuple[Mapping[str, Any], ...] | None = None  # ARM's what-if; None for --dry-run
 
 
 @dataclass(frozen=True)
@@ -131,7 +151,9 @@ class Target(Protocol):
 
     def keys(self) -> ApiKeys: ...
 
-    def provision(self, settings: ProvisionSettings, progress: Progress) -> ProvisionResult: ...
+    def provision(
+        self, settings: ProvisionSettings, progress: Progress
+    ) -> ProvisionResult | ProvisionPlan: ...
 
     def check_deployable(self) -> None:
         """Raise an AcaInferError when a deploy cannot work (not provisioned, model missing)."""
@@ -139,7 +161,7 @@ class Target(Protocol):
     def down(self, purge: bool, progress: Progress) -> DownResult: ...
 
 
-TARGET_NAMES = ("local",)
+TARGET_NAMES = ("local", "azure")
 
 
 def get_target(name: str, project_dir: Path) -> Target:
@@ -148,4 +170,8 @@ def get_target(name: str, project_dir: Path) -> Target:
         from provision.local.target import LocalTarget
 
         return LocalTarget(project_dir)
+    if name == "azure":
+        from provision.azure.target import AzureTarget
+
+        return AzureTarget(project_dir)
     raise ValueError(f"unknown target {name!r}")
