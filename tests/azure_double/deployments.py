@@ -341,6 +341,13 @@ class Deployments:
         if problem:
             return problem
 
+        declared = body["properties"]["template"].get("parameters") or {}
+        secure = {
+            json.dumps(values[key])
+            for key, declaration in declared.items()
+            if str(declaration.get("type", "")).lower().startswith("secure")
+        }
+
         def changes(_: Operation) -> dict[str, Any]:
             listed = []
             for module in self._plan(body, values, deployment_id):
@@ -351,7 +358,7 @@ class Deployments:
                             "resourceId": step.resource_id,
                             "changeType": "Create" if before is None else "Modify",
                             "before": before,
-                            "after": {"id": step.resource_id, **step.body},
+                            "after": _masked({"id": step.resource_id, **step.body}, secure),
                         }
                     )
             return {"status": "Succeeded", "properties": {"changes": listed}}
@@ -507,6 +514,15 @@ class Deployments:
             outputs={k: {"type": "String", "value": v} for k, v in outputs.items()},
         )
         return None, outputs
+
+
+def _masked(value: Any, secure: set[str]) -> Any:
+    """value with every secure parameter's value blanked out, so what-if never shows a secret."""
+    if isinstance(value, dict):
+        return {key: _masked(item, secure) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, secure) for item in value]
+    return "*****" if json.dumps(value) in secure else value
 
 
 def _not_found(name: str) -> Response:

@@ -138,8 +138,9 @@ class Listener:
     def __init__(self, name: str, app: Application, context: ssl.SSLContext, port: int = 0) -> None:
         self.name = name
         self._server = _Server(name, app, context, port)
+        # A short poll interval keeps stop() quick (shutdown waits for the next poll).
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"double-{name}", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name=f"double-{name}", daemon=True
         )
         self._thread.start()
 

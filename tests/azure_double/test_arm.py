@@ -278,6 +278,9 @@ def test_validate_and_what_if_list_what_the_inference_template_creates(
     ]
     changes = deployments.begin_what_if("rg", "infer", body).result().changes
     assert {c.change_type for c in changes} == {"Create"}
+    app = changes[-1].after
+    assert [s["value"] for s in app["properties"]["configuration"]["secrets"]] == ["*****"] * 2
+    assert KEYS["apiKeyPrimary"]["value"] not in json.dumps([c.after for c in changes])
     reuse = deployment(
         inference_template,
         {
