@@ -283,12 +283,30 @@ def up(state: Context, target: str, set_flags: tuple[str, ...], **options: Any) 
 @cli.command()
 @target_option
 @timeout_option
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    metavar="RELEASE",
+    help="The release to roll out (see `aca-infer releases`) [default: the previous one].",
+)
 @pass_state
-def rollback(state: Context, target: str, ready_timeout: float) -> None:
-    """Switch back to the previous release and restart."""
+def rollback(state: Context, target: str, ready_timeout: float, to: str | None) -> None:
+    """Roll out an earlier release beside the running one; it takes over once ready."""
     from provision.deploy import rollback as roll_back
 
-    _show(state, roll_back(_target(state, target), ready_timeout, state.progress), target)
+    result = roll_back(_target(state, target), ready_timeout, state.progress, to)
+    _show(state, result, target)
+
+
+@cli.command()
+@target_option
+@pass_state
+def releases(state: Context, target: str) -> None:
+    """List the releases kept on the share (id, date, size, files) and which one is live."""
+    from provision.deploy import releases as list_releases
+
+    _show(state, list_releases(_target(state, target)), target)
 
 
 @cli.command()

@@ -18,11 +18,18 @@ from provision.release import (
     CURRENT,
     OBJECTS_DIR,
     PREVIOUS,
-    RELEASES_DIR,
     Manifest,
     object_path,
     release_path,
     scan_tree,
+)
+from provision.release_history import (
+    ReleaseInfo,
+    list_releases,
+    previous_of,
+    prune,
+    record_live,
+    release_ids_on_share,
 )
 from provision.share import Share, read_text_or_none
 from provision.targets import Progress, ReadyState, Target
@@ -67,6 +74,12 @@ class DeployResult:
     ui_url: str
     ready: bool
     restarted: bool
+
+
+@dataclass(frozen=True)
+class ReleasesResult:
+    target: str
+    releases: list[ReleaseInfo]
 
 
 @dataclass(frozen=True)
@@ -125,59 +138,62 @@ def sync_release(
 
 
 def _switch(share: Share, current: str, previous: str | None) -> None:
+    """Name the live release. Only after the replica on it is ready (it is pinned, so it never
+    needed `current`): a deploy stopped at any point leaves `current` naming what serves."""
     # `previous` first: if we stop between the two writes, `current` still names a whole release.
-    if previous is not None:
+    if previous is not None and previous != current:
         share.write_bytes(PREVIOUS, previous.encode())
     share.write_bytes(CURRENT, current.encode())
+    record_live(share, current)
 
 
-def _prune(share: Share) -> None:
-    """Keep the releases `current` and `previous` name, and the bodies they use."""
-    keep_ids = {read_text_or_none(share, CURRENT), read_text_or_none(share, PREVIOUS)}
-    keep_objects: set[str] = set()
-    for path in list(share.list_files(RELEASES_DIR)):
-        release_id = Path(path).stem
-        if release_id in keep_ids:
-            manifest = Manifest.from_json(share.read_bytes(path))
-            keep_objects.update(object_path(e.sha256) for e in manifest.files.values())
-        else:
-            share.delete(path)
-    for path in list(share.list_files(OBJECTS_DIR)):
-        if path not in keep_objects:
-            share.delete(path)
-
-
-def _restart_and_wait(target: Target, timeout: float, progress: Progress) -> ReadyState:
-    progress("restart the replica")
+def _restart_and_wait(
+    target: Target, release: str | None, timeout: float, progress: Progress
+) -> ReadyState:
+    progress("restart the replica in place")
     try:
-        target.replica.restart()
+        target.replica.restart(release)
     except AcaInferError as error:  # e.g. its port was taken since the deploy checked it
         return ReadyState(False, str(error))
     return target.replica.wait_ready(timeout, progress)
+
+
+def _roll_out(target: Target, release: str, timeout: float, progress: Progress) -> ReadyState:
+    try:
+        return target.replica.roll_out(release, timeout, progress)
+    except AcaInferError as error:
+        return ReadyState(False, str(error))
 
 
 def deploy(target: Target, settings: DeploySettings, progress: Progress) -> DeployResult:
     target.check_deployable()
     share = target.share
     manifest, bodies = scan_tree(settings.source_dir, APP_PACKAGE)
-    with deploy_lock(share, settings.break_lock):
+    with deploy_lock(share, progress, settings.break_lock) as lock:
         current = read_text_or_none(share, CURRENT)
         stats = sync_release(share, manifest, bodies, current, progress)
         new = manifest.release_id
         changed = target.replica.settings_changed()
         if changed:
             progress(f"{', '.join(changed)} changed since the replica started: restart to apply")
-        if current == new and not (settings.restart or changed) and target.replica.is_running():
+        running = target.replica.is_running()
+        if current == new and not (settings.restart or changed) and running:
             state = target.replica.wait_ready(settings.ready_timeout, progress)
             if state.ready:
                 progress(f"release {new} is already live; nothing to restart")
                 return _result(target, new, read_text_or_none(share, PREVIOUS), stats, False)
         previous = current if current != new else read_text_or_none(share, PREVIOUS)
+        lock.check()
+        if settings.restart:
+            state = _restart_and_wait(target, new, settings.ready_timeout, progress)
+            if not state.ready:
+                raise _restarted_previous(target, new, previous, state, settings, progress)
+        else:
+            state = _roll_out(target, new, settings.ready_timeout, progress)
+            if not state.ready:
+                raise _kept_serving(new, current, running, state)
         _switch(share, new, previous)
-        state = _restart_and_wait(target, settings.ready_timeout, progress)
-        if not state.ready:
-            raise _rolled_back(target, new, previous, state, settings.ready_timeout, progress)
-        _prune(share)
+        prune(share)
         return _result(target, new, previous, stats, True)
 
 
@@ -198,36 +214,65 @@ def _result(
     )
 
 
-def _rolled_back(
+def _kept_serving(
+    failed: str, current: str | None, running: bool, state: ReadyState
+) -> NotReadyError:
+    """The failed replica was started beside the live one, which never stopped serving."""
+    reason = f"release {failed} did not become ready: {state.reason}"
+    if current is None:
+        return NotReadyError(f"{reason}\nthere is no previous release to roll back to")
+    if not running:
+        return NotReadyError(f"{reason}\nno replica was running; `current` still names {current}")
+    return NotReadyError(
+        f"{reason}\nrelease {current} kept serving throughout; `current` still names it"
+    )
+
+
+def _restarted_previous(
     target: Target,
     failed: str,
     previous: str | None,
     state: ReadyState,
-    timeout: float,
+    settings: DeploySettings,
     progress: Progress,
 ) -> NotReadyError:
-    share = target.share
+    """In place there is no old replica left: start the previous release again."""
     reason = f"release {failed} did not become ready: {state.reason}"
     if previous is None:
         return NotReadyError(f"{reason}; there is no previous release to roll back to")
     progress(f"roll back to {previous}")
-    _switch(share, previous, None)
-    share.delete(PREVIOUS)
-    restored = _restart_and_wait(target, timeout, progress)
+    restored = _restart_and_wait(target, previous, settings.ready_timeout, progress)
     outcome = "ready" if restored.ready else f"also not ready: {restored.reason}"
     return NotReadyError(f"{reason}; rolled back to {previous} ({outcome})")
 
 
-def rollback(target: Target, ready_timeout: float, progress: Progress) -> RollbackResult:
+def rollback(
+    target: Target, ready_timeout: float, progress: Progress, to: str | None = None
+) -> RollbackResult:
+    """Roll out an earlier release (default: the one live before `current`) beside the running
+    one, as a deploy does; `current` names it once it is ready."""
     target.check_deployable()
     share = target.share
-    with deploy_lock(share):
+    with deploy_lock(share, progress) as lock:
         current = read_text_or_none(share, CURRENT)
-        previous = read_text_or_none(share, PREVIOUS)
-        if current is None or previous is None:
-            raise InputError("nothing to roll back to: the share has no previous release")
-        _switch(share, previous, current)
-        state = _restart_and_wait(target, ready_timeout, progress)
+        kept = release_ids_on_share(share)
+        if to is None:
+            to = previous_of(share, current)
+            if to is None:
+                raise InputError("nothing to roll back to: the share has no previous release")
+        elif to not in kept:
+            raise InputError(
+                f"--to {to}: no such release on the share; `aca-infer releases` lists them"
+            )
+        if to == current and target.replica.is_running():
+            raise InputError(f"--to {to}: that release is already live")
+        lock.check()
+        state = _roll_out(target, to, ready_timeout, progress)
         if not state.ready:
-            raise NotReadyError(f"release {previous} did not become ready: {state.reason}")
-        return RollbackResult(previous, current, target.endpoint(), True)
+            raise _kept_serving(to, current, target.replica.is_running(), state)
+        _switch(share, to, current)
+        return RollbackResult(to, current or "", target.endpoint(), True)
+
+
+def releases(target: Target) -> ReleasesResult:
+    return ReleasesResult(target.name, list_releases(target.share))

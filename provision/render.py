@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from provision.client import InvokeResult, StatusResult
-from provision.deploy import DeployResult, RollbackResult
+from provision.deploy import DeployResult, ReleasesResult, RollbackResult
 from provision.targets import ApiKeys, DownResult, LogsResult, ProvisionPlan, ProvisionResult
 
 
@@ -77,6 +77,16 @@ def text(result: Any, target: str) -> str:
         )
     if isinstance(result, RollbackResult):
         return f"Rolled back to release {result.release} (from {result.previous_release}); ready"
+    if isinstance(result, ReleasesResult):
+        if not result.releases:
+            return f"No release on the {result.target} share yet: aca-infer deploy"
+        rows = [f"{'RELEASE':<16} {'DEPLOYED':<26} {'SIZE':>9} {'FILES':>5}  LIVE"]
+        for info in result.releases:
+            rows.append(
+                f"{info.release:<16} {info.deployed_at or '-':<26} {_size(info.size):>9} "
+                f"{info.files:>5}  {'*' if info.live else ''}"
+            )
+        return "\n".join(rows)
     if isinstance(result, DownResult):
         lines = ["Stopped the replica." if result.stopped else "No replica was running."]
         lines += [f"Removed {path}" for path in result.removed]

@@ -5,7 +5,6 @@ keeps it, `down --purge` removes it)."""
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -18,7 +17,9 @@ from provision.local.replica import (
     LocalReplica,
     ReplicaLaunch,
     ReplicaRecord,
+    any_free_port,
     port_is_free,
+    read_front,
     read_record,
 )
 from provision.local.share import LocalShare
@@ -59,12 +60,6 @@ def _share_relative(name: str, value: Any, default: Any) -> str:
     return path.as_posix()
 
 
-def _any_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _owned(port: int, running: ReplicaRecord | None) -> bool:
     return running is not None and running.port == port
 
@@ -82,7 +77,7 @@ def _choose_port(requested: int, previous: int | None, running: ReplicaRecord | 
     for candidate in (previous, PREFERRED_PORT):
         if candidate and (port_is_free(candidate) or _owned(candidate, running)):
             return candidate
-    return _any_free_port()
+    return any_free_port()
 
 
 class LocalTarget:
@@ -222,7 +217,11 @@ class LocalTarget:
         config = self._config()
         self._check_model_files(config["MODEL_PATH"], config["ADAPTER_PATH"])
         port = int(config["PORT"])
-        if not port_is_free(port) and not _owned(port, read_record(self.state_dir)):
+        front = read_front(self.state_dir)
+        ours = _owned(port, read_record(self.state_dir)) or (
+            front is not None and front.port == port
+        )
+        if not port_is_free(port) and not ours:
             raise InputError(
                 f"localPort {port}: port {port} is in use by another process, so the replica "
                 "cannot listen there; stop that process, or choose another port: "

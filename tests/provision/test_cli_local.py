@@ -8,6 +8,8 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,18 +125,97 @@ def test_deploy_invoke_status_redeploy_down(project: Project) -> None:
     assert (project.state / "share/model-cache").is_dir()  # model files kept without --purge
 
 
-def test_release_that_crashes_is_rolled_back_with_exit_5(project: Project) -> None:
+class ClientLoop:
+    """A client sending requests to the endpoint without pause, in a thread, until stopped:
+    what a user of the endpoint sees during a deploy."""
+
+    def __init__(self, endpoint: str, key: str) -> None:
+        self.endpoint, self.key = endpoint, key
+        self.failures: list[str] = []
+        self.releases_seen: list[str] = []
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        headers = {"Authorization": f"Bearer {self.key}"}
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set():
+                try:
+                    health = client.get(f"{self.endpoint}/health")
+                    chat = client.post(
+                        f"{self.endpoint}/v1/chat/completions", json=body, headers=headers
+                    )
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+                    continue
+                self.requests += 2
+                for response in (health, chat):
+                    if response.status_code != 200:
+                        self.failures.append(f"{response.status_code} {response.text[:100]}")
+                if health.status_code == 200:
+                    self.releases_seen.append(health.json()["release"])
+
+    def __enter__(self) -> ClientLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_client_loop_sees_no_failure_during_a_deploy(project: Project) -> None:
     provisioned(project)
-    good = project.json("deploy", "--ready-timeout", "60")["release"]
+    first = project.json("deploy", "--ready-timeout", "60")
+    (project.root / "inference_app/extra.py").write_text("# a change\n")
+    with ClientLoop(first["endpoint"], project.json("keys", "show")["primary"]) as loop:
+        second = project.json("deploy", "--ready-timeout", "60")
+        while second["release"] not in loop.releases_seen:  # the loop sees the new release
+            time.sleep(0.01)
+    assert loop.failures == []
+    assert loop.requests > 10
+    assert {first["release"], second["release"]} == set(loop.releases_seen)
+    assert httpx.get(first["endpoint"] + "/health").json()["release"] == second["release"]
+
+
+def test_release_that_crashes_at_import_exits_5_while_the_old_one_keeps_serving(
+    project: Project,
+) -> None:
+    provisioned(project)
+    good = project.json("deploy", "--ready-timeout", "60")
     (project.root / "inference_app/extra.py").write_text("# a change\n")
     bad_release = _release_id_after_change(project)
-    result = project.run(
-        "deploy", "--ready-timeout", "60", env={"STANDIN_CRASH_RELEASE": bad_release}
-    )
+    with ClientLoop(good["endpoint"], project.json("keys", "show")["primary"]) as loop:
+        result = project.run(
+            "deploy", "--ready-timeout", "60", env={"STANDIN_CRASH_RELEASE": bad_release}
+        )
     assert result.exit_code == 5
-    assert f"rolled back to {good} (ready)" in result.stderr
+    assert f"release {bad_release} did not become ready" in result.stderr
+    assert "stand-in: this release is configured to crash" in result.stderr  # its last log lines
+    assert f"release {good['release']} kept serving throughout" in result.stderr
     assert "Traceback" not in result.stderr
-    assert httpx.get(project.json("status")["endpoint"] + "/health").json()["release"] == good
+    assert loop.failures == [] and loop.requests > 0
+    assert set(loop.releases_seen) == {good["release"]}
+    assert project.json("status")["release"] == good["release"]
+
+
+def test_rollback_and_releases_through_the_cli(project: Project) -> None:
+    provisioned(project)
+    first = project.json("deploy", "--ready-timeout", "60")
+    (project.root / "inference_app/extra.py").write_text("# a change\n")
+    second = project.json("deploy", "--ready-timeout", "60")
+    listed = project.json("releases")["releases"]
+    assert [(r["release"], r["live"]) for r in listed] == [
+        (second["release"], True),
+        (first["release"], False),
+    ]
+    rolled = project.json("rollback", "--ready-timeout", "60")
+    assert (rolled["release"], rolled["previous_release"]) == (first["release"], second["release"])
+    assert httpx.get(first["endpoint"] + "/health").json()["release"] == first["release"]
+    text = project.run("releases")
+    assert text.exit_code == 0 and f"{first['release']}" in text.stdout
 
 
 def _release_id_after_change(project: Project) -> str:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from provision.deploy import DeploySettings, deploy, rollback
+from provision.deploy import DeploySettings, deploy, releases, rollback
 from provision.errors import InputError, NotReadyError, OperationError
 from provision.release import CURRENT, LOCK, OBJECTS_DIR, PREVIOUS, Manifest, release_path
 from provision.share import read_text_or_none
@@ -89,17 +91,31 @@ def test_changed_file_uploads_only_that_file(tmp_path: Path, target: FakeTarget)
     assert read_text_or_none(target.share, PREVIOUS) == first.release
 
 
-def test_release_that_fails_readiness_is_rolled_back(tmp_path: Path, target: FakeTarget) -> None:
+def test_release_that_fails_readiness_never_takes_over(tmp_path: Path, target: FakeTarget) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "good"})
+    good = deploy(target, DeploySettings(app), quiet).release
+    target.replica.is_ready = lambda release: release == good
+    write_app(app, {"a.py": "broken"})
+    with pytest.raises(NotReadyError, match=f"release {good} kept serving throughout"):
+        deploy(target, DeploySettings(app), quiet)
+    assert read_text_or_none(target.share, CURRENT) == good
+    assert target.replica.live == good
+    assert not target.share.exists(LOCK)
+
+
+def test_in_place_restart_that_fails_starts_the_previous_release_again(
+    tmp_path: Path, target: FakeTarget
+) -> None:
     app = tmp_path / "inference_app"
     write_app(app, {"a.py": "good"})
     good = deploy(target, DeploySettings(app), quiet).release
     target.replica.is_ready = lambda release: release == good
     write_app(app, {"a.py": "broken"})
     with pytest.raises(NotReadyError, match=f"rolled back to {good} \\(ready\\)"):
-        deploy(target, DeploySettings(app), quiet)
+        deploy(target, DeploySettings(app, restart=True), quiet)
     assert read_text_or_none(target.share, CURRENT) == good
     assert target.replica.started_on[-1] == good
-    assert not target.share.exists(LOCK)
 
 
 def test_first_release_failing_readiness_says_there_is_nothing_to_roll_back_to(
@@ -123,6 +139,39 @@ def test_rollback_on_demand_swaps_current_and_previous(tmp_path: Path, target: F
     assert remote_tree(target)["inference_app/a.py"] == b"one"
 
 
+def test_rollback_to_any_kept_release_and_the_last_five_are_kept(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    app = tmp_path / "inference_app"
+    ids = []
+    for body in "1234567":
+        write_app(app, {"a.py": body})
+        ids.append(deploy(target, DeploySettings(app), quiet).release)
+    listed = releases(target).releases
+    assert [info.release for info in listed] == ids[::-1][:5]
+    assert [info.live for info in listed] == [True, False, False, False, False]
+    assert listed[0].files == 2 and listed[0].size == len("print('serve')\n") + 1
+    result = rollback(target, 5.0, quiet, to=ids[2])
+    assert (result.release, result.previous_release) == (ids[2], ids[6])
+    assert remote_tree(target)["inference_app/a.py"] == b"3"
+    with pytest.raises(InputError, match=f"--to {ids[0]}: no such release"):
+        rollback(target, 5.0, quiet, to=ids[0])
+
+
+def test_a_rollback_that_does_not_get_ready_leaves_the_live_release(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    app = tmp_path / "inference_app"
+    write_app(app, {"a.py": "one"})
+    one = deploy(target, DeploySettings(app), quiet).release
+    write_app(app, {"a.py": "two"})
+    two = deploy(target, DeploySettings(app), quiet).release
+    target.replica.is_ready = lambda release: release == two
+    with pytest.raises(NotReadyError, match=f"release {one} did not become ready"):
+        rollback(target, 5.0, quiet)
+    assert (read_text_or_none(target.share, CURRENT), target.replica.live) == (two, two)
+
+
 def test_rollback_without_previous_is_bad_input(tmp_path: Path, target: FakeTarget) -> None:
     app = tmp_path / "inference_app"
     write_app(app, {})
@@ -136,10 +185,16 @@ def test_second_deploy_fails_fast_naming_the_lock_holder(
 ) -> None:
     app = tmp_path / "inference_app"
     write_app(app, {})
-    target.share.create_exclusive(
-        LOCK, b'{"holder": "ci@runner", "pid": 42, "since": "2026-01-01T00:00:00+00:00"}'
-    )
-    with pytest.raises(OperationError, match=r"ci@runner \(pid 42\)"):
+    holder = {
+        "holder": "ci@runner",
+        "host": "runner",
+        "pid": 42,
+        "since": "2026-01-01T00:00:00+00:00",
+        "heartbeat": time.time(),  # alive: beating on another machine
+        "token": "t",
+    }
+    target.share.create_exclusive(LOCK, json.dumps(holder).encode())
+    with pytest.raises(OperationError, match=r"ci@runner \(pid 42\) since 2026-01-01"):
         deploy(target, DeploySettings(app), quiet)
     assert read_text_or_none(target.share, CURRENT) is None
     assert deploy(target, DeploySettings(app, break_lock=True), quiet).ready
@@ -152,15 +207,15 @@ def test_compiled_files_and_caches_are_not_shipped(tmp_path: Path, target: FakeT
     assert set(remote_tree(target)) == {"inference_app/__main__.py", "inference_app/a.py"}
 
 
-def test_only_current_and_previous_releases_are_kept(tmp_path: Path, target: FakeTarget) -> None:
+def test_only_the_last_five_releases_are_kept(tmp_path: Path, target: FakeTarget) -> None:
     app = tmp_path / "inference_app"
-    for body in ("1", "2", "3"):
+    for body in "1234567":
         write_app(app, {"a.py": body})
         deploy(target, DeploySettings(app), quiet)
-    releases = list(target.share.list_files("app/releases"))
+    kept = list(target.share.list_files("app/releases"))
     objects = list(target.share.list_files(OBJECTS_DIR))
-    assert len(releases) == 2
-    assert len(objects) == 3  # __main__.py, a.py of 2 and a.py of 3
+    assert len(kept) == 5
+    assert len(objects) == 6  # __main__.py, and a.py of 3 to 7
 
 
 def test_deploy_settings_reject_a_folder_without_the_app(tmp_path: Path) -> None:
