@@ -7,6 +7,7 @@ fails readiness is rolled back to `previous`.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,6 +36,8 @@ from provision.share import Share, read_text_or_none
 from provision.targets import Progress, ReadyState, Target
 
 APP_PACKAGE = "inference_app"
+UPLOAD_WORKERS = 8
+UPLOAD_PROGRESS_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,29 @@ def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:
     return Manifest.from_json(share.read_bytes(release_path(release_id)))
 
 
+def _write_body(share: Share, target: str, body: Path) -> None:
+    share.write_bytes(target, body.read_bytes())  # read in the worker: one body in memory each
+
+
+def _upload_bodies(share: Share, bodies: dict[str, Path], progress: Progress) -> None:
+    """Write the bodies in parallel (a remote share answers each request in tens of ms), saying
+    how far it got every `UPLOAD_PROGRESS_EVERY` files."""
+    total_bytes = sum(path.stat().st_size for path in bodies.values())
+    done_files = done_bytes = 0
+    with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS) as pool:
+        uploads = {
+            pool.submit(_write_body, share, target, path): path for target, path in bodies.items()
+        }
+        for finished in as_completed(uploads):
+            finished.result()
+            done_files += 1
+            done_bytes += uploads[finished].stat().st_size
+            if done_files % UPLOAD_PROGRESS_EVERY == 0 or done_files == len(bodies):
+                progress(
+                    f"uploaded {done_files}/{len(bodies)} files, {done_bytes}/{total_bytes} bytes"
+                )
+
+
 def sync_release(
     share: Share,
     manifest: Manifest,
@@ -120,8 +146,9 @@ def sync_release(
     bytes_uploaded = sum(manifest.files[path].size for path in bodies_to_write.values())
     if changed:
         progress(f"upload {uploaded} changed files ({bytes_uploaded} bytes) to {share.describe()}")
-    for target, path in bodies_to_write.items():
-        share.write_bytes(target, bodies[path].read_bytes())
+    _upload_bodies(
+        share, {target: bodies[path] for target, path in bodies_to_write.items()}, progress
+    )
     bootstrap = bootstrap_source()
     on_share = share.read_bytes(BOOTSTRAP) if share.exists(BOOTSTRAP) else None
     if on_share != bootstrap:

@@ -220,8 +220,9 @@ class _ProxyHandler(TlsHandler):
         if stream:
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
-        if response.will_close:
-            self.close_connection = True
+        # The client's connection outlives the upstream one (one per request here), as at ACA's
+        # Envoy edge: a replica that closes after each answer (HTTP/1.0) never closes the
+        # client's keep-alive connection under it, which a client would see as a failure.
 
     do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _proxy
 
