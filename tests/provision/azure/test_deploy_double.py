@@ -5,8 +5,12 @@ processes (the stand-in app) from that share."""
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ from click.testing import Result
 
 from provision.azure.naming import ai_toolkit_names, resource_group_id
 from provision.azure.uniquestring import unique_string
-from tests.azure_double.files import drop_uploads
+from tests.azure_double.files import drop_uploads, hold_lease
 from tests.azure_double.server import AzureDouble
 from tests.provision.azure.double_project import Session
 from tests.provision.azure.projects import copy_templates
@@ -195,3 +199,137 @@ def test_uploads_that_keep_failing_exit_4_and_the_next_deploy_converges(
     done = session.deployed()
     assert done["ready"]
     assert (session.share_root / "app/current").read_text() == done["release"]
+
+
+def _grow(app_dir: Path, files: int) -> None:
+    """Enough files that a deploy is still uploading when the test kills it."""
+    extra = app_dir / "extra"
+    extra.mkdir(exist_ok=True)
+    for index in range(files):
+        (extra / f"module_{index}.py").write_text(f"VALUE = {index}\n" + "#" * 2000)
+
+
+def test_a_deploy_killed_halfway_then_run_again_converges_without_break_lock(
+    session: DeploySession,
+) -> None:
+    first = session.deployed()
+    _grow(session.app_dir, 200)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "provision",
+            "--project-dir",
+            str(session.project),
+            "deploy",
+            "--target",
+            "azure",
+            "--ready-timeout",
+            TIMEOUT,
+        ],
+        env={**os.environ, **session.env()},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "uploaded 50/" in line:
+            break
+    else:
+        pytest.fail(f"the deploy ended before it uploaded 50 files (exit {process.wait()})")
+    lock = session.share_root / "app/deploy.lock"
+    assert lock.is_file()
+    process.kill()
+    process.wait()
+    process.stderr.close()
+    assert lock.is_file()  # left behind, leased by a client that is gone
+
+    with httpx.Client(verify=session.tls()) as client:  # the killed deploy switched nothing
+        assert session.health(client)["release"] == first["release"]
+    result = session.deploy("--ready-timeout", TIMEOUT)
+    assert result.exit_code == 0, result.stderr
+    assert "took over the deploy lock of" in result.stderr
+    assert "no longer runs" in result.stderr
+    second = json.loads(result.stdout)
+    assert 0 < second["uploaded"] < 201  # what the killed deploy uploaded is not sent again
+    assert (session.share_root / "app/current").read_text() == second["release"]
+    assert not lock.exists()
+    with httpx.Client(verify=session.tls()) as client:
+        assert session.health(client)["release"] == second["release"]
+
+
+def _lock_of(host: str, heartbeat: float) -> bytes:
+    return json.dumps(
+        {
+            "holder": f"builder@{host}",
+            "host": host,
+            "pid": 4242,
+            "since": "2026-01-01T00:00:00+00:00",
+            "heartbeat": heartbeat,
+            "token": "0123456789abcdef",
+        }
+    ).encode()
+
+
+def test_a_live_holder_elsewhere_is_named_and_its_lease_kept(session: DeploySession) -> None:
+    session.deployed()
+    lock = session.share_root / "app/deploy.lock"
+    lock.write_bytes(_lock_of("build-agent-7", time.time()))
+    hold_lease(
+        session.double,
+        session.names["storageAccountName"],
+        session.names["fileShareName"],
+        "app/deploy.lock",
+    )
+    result = session.deploy("--ready-timeout", TIMEOUT)
+    assert result.exit_code == 4, result.stderr
+    assert "another deploy holds app/deploy.lock" in result.stderr
+    assert "builder@build-agent-7 (pid 4242)" in result.stderr
+    assert json.loads(lock.read_bytes())["host"] == "build-agent-7"
+
+
+def test_a_stale_holder_elsewhere_is_taken_over_breaking_its_lease(
+    session: DeploySession,
+) -> None:
+    first = session.deployed()
+    lock = session.share_root / "app/deploy.lock"
+    lock.write_bytes(_lock_of("build-agent-7", time.time() - 3600))
+    hold_lease(
+        session.double,
+        session.names["storageAccountName"],
+        session.names["fileShareName"],
+        "app/deploy.lock",
+    )
+    (session.app_dir / "__main__.py").write_text(
+        (session.app_dir / "__main__.py").read_text() + "\n# after the stale lock\n"
+    )
+    result = session.deploy("--ready-timeout", TIMEOUT)
+    assert result.exit_code == 0, result.stderr
+    assert "took over the deploy lock of builder@build-agent-7 (pid 4242)" in result.stderr
+    assert "no heartbeat for" in result.stderr
+    assert json.loads(result.stdout)["previous_release"] == first["release"]
+    assert not lock.exists()
+
+
+def test_up_provisions_then_deploys(session: DeploySession) -> None:
+    env = session.env(AZURE_RESOURCE_GROUP=GROUP, AZURE_LOCATION=LOCATION)
+    result = session.aca("--output", "json", "up", "--target", "azure", env=env)
+    assert result.exit_code == 0, result.stderr
+    deployed = json.loads(result.stdout)["deploy"]
+    assert deployed["ready"]
+    with httpx.Client(verify=session.tls()) as client:
+        assert session.health(client)["release"] == deployed["release"]
+
+
+def test_restart_restarts_the_live_revision_in_place(session: DeploySession) -> None:
+    first = session.deployed()
+    with httpx.Client(verify=session.tls()) as client:
+        before = session.health(client)["instance_id"]
+    restarted = session.deployed("--restart")
+    assert restarted["release"] == first["release"] and restarted["uploaded"] == 0
+    assert any(
+        r.method == "POST" and r.path.lower().endswith("/restart") for r in session.double.requests
+    )
+    with httpx.Client(verify=session.tls()) as client:
+        # Same revision, so the same pinned identity: no new revision was rolled out.
+        assert session.health(client)["instance_id"] == before
