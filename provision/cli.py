@@ -309,6 +309,54 @@ def releases(state: Context, target: str) -> None:
     _show(state, list_releases(_target(state, target)), target)
 
 
+@cli.command("upload-model")
+@target_option
+@click.option(
+    "--base",
+    "base_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The base model's folder (config.json, weights, tokenizer).",
+)
+@click.option(
+    "--adapter",
+    "adapter_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The LoRA adapter's folder (adapter_config.json, adapter weights).",
+)
+@click.option(
+    "--name",
+    default=None,
+    help="The adapter's folder under models/ on the share [default: qlora/qlora/gpu_model].",
+)
+@pass_state
+def upload_model(
+    state: Context, target: str, base_dir: Path, adapter_dir: Path, name: str | None
+) -> None:
+    """Check that the adapter fits the base, copy both to the share (resumable, verified) and
+    point modelPath/adapterPath there."""
+    from rich.console import Console
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from provision.model_upload import UploadModelSettings, total_bytes
+    from provision.model_upload import upload_model as upload
+    from provision.target_state import TargetState
+
+    settings = UploadModelSettings(base_dir.resolve(), adapter_dir.resolve(), name)
+    columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("upload", total=total_bytes(settings))
+        result = upload(
+            _target(state, target),
+            TargetState(state.project_dir, target),
+            settings,
+            state.progress,
+            lambda count: bar.advance(task, count),
+        )
+    _show(state, result, target)
+
+
 @cli.command()
 @target_option
 @click.option("--purge", is_flag=True, help="Also delete the model files on the local share.")

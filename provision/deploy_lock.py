@@ -1,7 +1,9 @@
 """`app/deploy.lock` on the share: one deploy at a time, a lock that heals when its holder dies.
 
-The lock file records who holds it (user@host, host, pid), a random token and a heartbeat that a
-background thread of the holder rewrites every `HEARTBEAT_SECONDS`. A lock is *stale*, and is
+The lock file records who holds it (user@host, host, pid) and a random token; it is written once
+and never rewritten, so a holder can never undo a take-over. Its heartbeat lives beside it, in
+`app/deploy.lock.beat-<token>`, which a background thread of the holder rewrites every
+`HEARTBEAT_SECONDS`. A lock is *stale*, and is
 taken over automatically (saying whose it was), when its holder is gone:
 
 - it was taken on this host and its pid no longer runs (a `kill -9`, a crash, a closed laptop
@@ -32,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from provision.errors import OperationError
@@ -51,7 +53,7 @@ class LockInfo:
     host: str
     pid: int
     since: str
-    heartbeat: float  # seconds since the epoch, refreshed by the holder
+    heartbeat: float  # seconds since the epoch: when taken, then the latest beat
     token: str
 
     def describe(self) -> str:
@@ -77,12 +79,22 @@ def _parse(data: bytes) -> LockInfo | None:
         return None
 
 
+def _beat_path(token: str) -> str:
+    return f"{LOCK}.beat-{token}"
+
+
 def _read(share: Share) -> tuple[bytes, LockInfo | None] | None:
+    """The lock file as stored, and what it says with its latest heartbeat."""
     try:
         data = share.read_bytes(LOCK)
     except (OSError, KeyError):
         return None
-    return data, _parse(data)
+    info = _parse(data)
+    if info is not None and info.token:
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            beat = float(share.read_bytes(_beat_path(info.token)))
+            info = replace(info, heartbeat=max(info.heartbeat, beat))
+    return data, info
 
 
 def stale_reason(
@@ -116,15 +128,17 @@ class DeployLock:
         )
         self._thread.start()
 
+    def _owned(self) -> bool:
+        found = _read(self.share)
+        return found is not None and found[1] is not None and found[1].token == self.info.token
+
     def _beat(self, every: float) -> None:
         while not self._stop.wait(every):
-            found = _read(self.share)
-            if found is None or found[1] is None or found[1].token != self.info.token:
+            if not self._owned():
                 self._lost = "another deploy took the lock over (this one looked dead)"
                 return
-            beat = LockInfo(**{**asdict(self.info), "heartbeat": time.time()})
             with contextlib.suppress(OSError):  # a missed beat is fine; the next one retries
-                self.share.write_bytes(LOCK, beat.to_json())
+                self.share.write_bytes(_beat_path(self.info.token), str(time.time()).encode())
 
     def check(self) -> None:
         """Raise when the lock was lost: nothing may be switched any more."""
@@ -134,9 +148,9 @@ class DeployLock:
     def release(self) -> None:
         self._stop.set()
         self._thread.join()
-        found = _read(self.share)
-        if found is not None and found[1] is not None and found[1].token == self.info.token:
+        if self._owned():
             self.share.delete(LOCK)
+        self.share.delete(_beat_path(self.info.token))
 
 
 def _new_info() -> LockInfo:
@@ -188,8 +202,14 @@ def acquire(
         )
     progress(f"took over the deploy lock of {whose}: {reason}")
     share.delete(LOCK)
-    share.write_bytes(LOCK, info.to_json())
+    if held is not None and held.token:
+        share.delete(_beat_path(held.token))
+    taken = share.create_exclusive(LOCK, info.to_json())
     share.delete(marker)
+    if not taken:
+        raise OperationError(
+            f"another deploy took {LOCK} on {share.describe()} at the same moment; rerun"
+        )
     return DeployLock(share, info, heartbeat_seconds)
 
 

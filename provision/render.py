@@ -10,6 +10,7 @@ import click
 
 from provision.client import InvokeResult, StatusResult
 from provision.deploy import DeployResult, ReleasesResult, RollbackResult
+from provision.model_upload import UploadModelResult
 from provision.targets import ApiKeys, DownResult, LogsResult, ProvisionPlan, ProvisionResult
 
 
@@ -87,6 +88,16 @@ def text(result: Any, target: str) -> str:
                 f"{info.files:>5}  {'*' if info.live else ''}"
             )
         return "\n".join(rows)
+    if isinstance(result, UploadModelResult):
+        return "\n".join(
+            [
+                f"Uploaded {result.uploaded} files ({_size(result.bytes_uploaded)}), "
+                f"{result.unchanged} unchanged; {result.verified} verified on the share",
+                f"  modelPath = {result.model_path}",
+                f"  adapterPath = {result.adapter_path}",
+                f"Kept for the {result.target} target; make it live: {result.next_step}",
+            ]
+        )
     if isinstance(result, DownResult):
         lines = ["Stopped the replica." if result.stopped else "No replica was running."]
         lines += [f"Removed {path}" for path in result.removed]

@@ -12,6 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 KEYS = {os.environ["ACA_INFER_API_KEY_PRIMARY"], os.environ["ACA_INFER_API_KEY_SECONDARY"]}
 if os.environ.get("STANDIN_CRASH_RELEASE") == os.environ.get("ACA_INFER_RELEASE"):
     raise SystemExit("stand-in: this release is configured to crash")
+if os.environ.get("STANDIN_HANG_RELEASE") == os.environ.get("ACA_INFER_RELEASE"):
+    import threading
+    print("stand-in: this release never gets ready", flush=True)
+    threading.Event().wait()
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -199,6 +200,40 @@ def test_release_that_crashes_at_import_exits_5_while_the_old_one_keeps_serving(
     assert loop.failures == [] and loop.requests > 0
     assert set(loop.releases_seen) == {good["release"]}
     assert project.json("status")["release"] == good["release"]
+
+
+def test_a_deploy_killed_halfway_is_healed_by_the_next_deploy(project: Project) -> None:
+    provisioned(project)
+    first = project.json("deploy", "--ready-timeout", "60")
+    (project.root / "inference_app/extra.py").write_text("# a change\n")
+    second = _release_id_after_change(project)
+    command = [sys.executable, "-m", "provision", "--project-dir", str(project.root), "deploy"]
+    killed = subprocess.Popen(
+        command,
+        env={**os.environ, "STANDIN_HANG_RELEASE": second},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert killed.stderr is not None
+    for line in killed.stderr:  # halfway: uploaded, its replica starting, the lock held
+        if "waiting for" in line:
+            break
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    killed.stderr.close()
+    assert (project.state / "share/app/deploy.lock").exists()
+    leftover = int(json.loads((project.state / "candidate.json").read_text())["pid"])
+    assert httpx.get(first["endpoint"] + "/health").json()["release"] == first["release"]
+
+    healed = project.run("--output", "json", "deploy", "--ready-timeout", "60")
+    assert healed.exit_code == 0, healed.stderr
+    said = " ".join(healed.stderr.split())  # progress lines wrap at the terminal width
+    assert f"took over the deploy lock of {getpass.getuser()}@" in said
+    assert f"(pid {killed.pid})" in said and f"pid {killed.pid} no longer runs" in said
+    assert json.loads(healed.stdout)["release"] == second
+    assert httpx.get(first["endpoint"] + "/health").json()["release"] == second
+    assert not pid_alive(leftover)  # the replica the killed deploy started was stopped
+    assert not (project.state / "share/app/deploy.lock").exists()
 
 
 def test_rollback_and_releases_through_the_cli(project: Project) -> None:
@@ -487,3 +522,48 @@ def test_a_damaged_store_of_kept_values_is_named(project: Project) -> None:
     line = one_line_error(project.run("provision"), 2)
     assert "parameters.json: not a JSON object of parameter values" in line
     assert "delete it to forget the stored values" in line
+
+
+# -- upload-model ---------------------------------------------------------------------------
+
+
+def test_upload_model_copies_to_the_share_and_up_makes_it_live(project: Project) -> None:
+    from tests.provision.test_model_upload import make_adapter, make_base
+
+    provisioned(project)
+    base = make_base(project.root / "weights")
+    adapter = make_adapter(
+        project.root / "weights", "microsoft/Phi-3-mini-4k-instruct", ["qkv_proj"]
+    )
+    result = project.run(
+        "--output",
+        "json",
+        "upload-model",
+        "--base",
+        str(base),
+        "--adapter",
+        str(adapter),
+        "--name",
+        "my-finetune",
+    )
+    assert result.exit_code == 0, result.stderr
+    uploaded = json.loads(result.stdout)
+    assert uploaded["adapter_path"] == "models/my-finetune/adapter"
+    assert uploaded["next_step"] == "aca-infer up --target local"
+    shared = project.state / "share" / uploaded["model_path"] / "model.safetensors"
+    assert shared.read_bytes() == (base / "model.safetensors").read_bytes()
+    assert project.kept_values()["adapterPath"] == "models/my-finetune/adapter"
+    up = project.json("up", "--ready-timeout", "60")
+    assert up["provision"]["parameters"]["adapterPath"] == "models/my-finetune/adapter"
+
+
+def test_upload_model_of_a_mismatched_adapter_is_one_line_exit_2(project: Project) -> None:
+    from tests.provision.test_model_upload import make_adapter, make_base
+
+    provisioned(project)
+    base = make_base(project.root / "weights")
+    adapter = make_adapter(project.root / "weights", "microsoft/Phi-3-mini-4k-instruct", ["fc9"])
+    result = project.run("upload-model", "--base", str(base), "--adapter", str(adapter))
+    assert "target_modules ['fc9'] are not modules" in one_line_error(result, 2)
+    model = project.state / "share/model-cache/microsoft/Phi-3-mini-4k-instruct"
+    assert sorted(p.name for p in model.iterdir()) == ["config.json"]  # nothing copied

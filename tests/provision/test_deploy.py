@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -10,7 +11,16 @@ from hypothesis import strategies as st
 
 from provision.deploy import DeploySettings, deploy, releases, rollback
 from provision.errors import InputError, NotReadyError, OperationError
-from provision.release import CURRENT, LOCK, OBJECTS_DIR, PREVIOUS, Manifest, release_path
+from provision.local.share import LocalShare
+from provision.release import (
+    CURRENT,
+    LOCK,
+    OBJECTS_DIR,
+    PREVIOUS,
+    Manifest,
+    release_path,
+    sha256_bytes,
+)
 from provision.share import read_text_or_none
 from tests.provision.fakes import FakeTarget
 
@@ -218,9 +228,37 @@ def test_only_the_last_five_releases_are_kept(tmp_path: Path, target: FakeTarget
     assert len(objects) == 6  # __main__.py, and a.py of 3 to 7
 
 
+def test_virtualenvs_dot_folders_and_acainferignore_are_not_shipped(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    app = tmp_path / "inference_app"
+    write_app(
+        app,
+        {
+            "a.py": "A",
+            "venv/pyvenv.cfg": "home = /usr",
+            "venv/lib/site.py": "x",
+            "env2/conda-meta/history": "x",
+            ".git/config": "x",
+            "data/big.bin": "x",
+            "notes/keep.md": "k",
+            "notes/draft.md": "d",
+            ".acainferignore": "data/\n*.md\n!keep.md\n",
+        },
+    )
+    deploy(target, DeploySettings(app), quiet)
+    assert set(remote_tree(target)) == {
+        "inference_app/__main__.py",
+        "inference_app/a.py",
+        "inference_app/notes/keep.md",
+    }
+
+
 def test_deploy_settings_reject_a_folder_without_the_app(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="--app-dir"):
+    with pytest.raises(InputError) as refused:
         DeploySettings(tmp_path)
+    assert str(refused.value).startswith(f"--app-dir {tmp_path}: no inference_app package there")
+    assert "\n" not in str(refused.value)
 
 
 file_names = st.sampled_from(["a.py", "b.py", "pkg/c.py", "pkg/d.txt", "pkg/sub/e.py"])
@@ -275,3 +313,80 @@ def test_a_replica_that_cannot_start_is_reported_not_ready_with_the_reason(
         deploy(target, DeploySettings(app, restart=True), quiet)
     assert "there is no previous release" in str(raised.value)
     assert not target.share.exists(LOCK)
+
+
+class Killed(BaseException):
+    """The deploy process died here (as with kill -9): nothing after it runs."""
+
+
+class DyingShare(LocalShare):
+    """A share whose writer dies after `writes_left` changes: every later call fails too."""
+
+    def __init__(self, root: Path, writes_left: int) -> None:
+        super().__init__(root)
+        self.writes_left = writes_left
+
+    def _change(self) -> None:
+        if self.writes_left <= 0:
+            raise Killed
+        self.writes_left -= 1
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        self._change()
+        super().write_bytes(path, data)
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        self._change()
+        return super().create_exclusive(path, data)
+
+    def delete(self, path: str) -> None:
+        self._change()
+        super().delete(path)
+
+
+def assert_whole(share: LocalShare, release: str | None) -> None:
+    """A release that is named live has its manifest and every body, each matching its hash."""
+    if release is None:
+        return
+    manifest = Manifest.from_json(share.read_bytes(release_path(release)))
+    for entry in manifest.files.values():
+        body = share.read_bytes(f"{OBJECTS_DIR}/{entry.sha256[:2]}/{entry.sha256}")
+        assert sha256_bytes(body) == entry.sha256
+
+
+def as_if_the_holder_died(share: LocalShare) -> None:
+    from tests.provision.test_deploy_lock import dead_pid
+
+    if share.exists(LOCK):
+        info = json.loads(share.read_bytes(LOCK))
+        share.write_bytes(LOCK, json.dumps({**info, "pid": dead_pid()}).encode())
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(trees, min_size=2, max_size=4), st.integers(min_value=0, max_value=12))
+def test_a_deploy_killed_at_any_point_never_serves_half_a_release_and_the_next_converges(
+    tmp_path_factory: pytest.TempPathFactory, edits: list[dict[str, str]], kill_after: int
+) -> None:
+    root = tmp_path_factory.mktemp("killed")
+    healthy = FakeTarget(root / "share")
+    app = root / "inference_app"
+    for tree in edits[:-1]:
+        write_app(app, tree)
+        deploy(healthy, DeploySettings(app), quiet)
+    write_app(app, edits[-1])
+    dying = FakeTarget(root / "share")
+    dying._share = DyingShare(root / "share", kill_after)
+    dying._replica = healthy.replica
+    with contextlib.suppress(Killed):
+        deploy(dying, DeploySettings(app), quiet)
+    share = healthy.share
+    assert_whole(share, read_text_or_none(share, CURRENT))
+    assert_whole(share, healthy.replica.live)
+
+    as_if_the_holder_died(share)
+    result = deploy(healthy, DeploySettings(app), quiet)
+    assert remote_tree(healthy) == local_tree(app)
+    assert healthy.replica.live == result.release == read_text_or_none(share, CURRENT)
+    assert not share.exists(LOCK)
