@@ -17,6 +17,7 @@ deploy_lock.py) has its lease broken first, and only then.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from provision.errors import OperationError
 # Backs off 1 s, then 3, 5, 9, 17, 33 s: long enough for ServerBusy to pass on a busy account.
 RETRY_INITIAL_BACKOFF, RETRY_INCREMENT_BASE, RETRY_TOTAL = 1, 2, 6
 TEMPORARY_PREFIX = ".upload-"
+MAX_RANGE_BYTES = 4 << 20  # the most one Put Range request may carry
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,33 @@ def _storage_errors(action: str) -> Iterator[None]:
         raise OperationError(f"{action}: {code}: {message}") from error
     except AzureError as error:
         raise OperationError(f"{action}: cannot reach the share ({error})") from error
+
+
+class AzureUpload:
+    """A file written in ranges under a temporary name (created at its full size first), then
+    renamed over its name: readers see the old file or the whole new one."""
+
+    def __init__(self, share: AzureShare, path: str, temporary: Any) -> None:
+        self._share = share
+        self._path = path
+        self._temporary = temporary
+
+    def write_range(self, offset: int, data: bytes) -> None:
+        view = memoryview(data)
+        with _storage_errors(f"uploading {self._path} to {self._share.describe()}"):
+            for start in range(0, len(view), MAX_RANGE_BYTES):
+                piece = view[start : start + MAX_RANGE_BYTES]
+                self._temporary.upload_range(bytes(piece), offset + start, len(piece))
+
+    def commit(self) -> None:
+        with _storage_errors(f"renaming the upload of {self._path} on {self._share.describe()}"):
+            self._temporary.rename_file(self._path, overwrite=True)
+
+    def abort(self) -> None:
+        from azure.core.exceptions import AzureError
+
+        with suppress(AzureError):
+            self._temporary.delete_file()
 
 
 class AzureShare:
@@ -153,11 +182,14 @@ class AzureShare:
                 self.client.get_directory_client(name).create_directory()
             self._folders.add(name)
 
-    def _upload_temporary(self, path: str, data: bytes) -> Any:
+    def _temporary_beside(self, path: str) -> Any:
         self._make_folders(path)
         folder = dirname(path)
         name = f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}"
-        temporary = self._file(f"{folder}/{name}" if folder else name)
+        return self._file(f"{folder}/{name}" if folder else name)
+
+    def _upload_temporary(self, path: str, data: bytes) -> Any:
+        temporary = self._temporary_beside(path)
         temporary.upload_file(data)
         return temporary
 
@@ -232,3 +264,26 @@ class AzureShare:
                             yield path
                 except ResourceNotFoundError:
                     continue
+
+    def size(self, path: str) -> int | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with _storage_errors(f"reading {path} on {self.describe()}"):
+            try:
+                return int(self._file(path).get_file_properties().size)
+            except ResourceNotFoundError:
+                return None
+
+    def sha256(self, path: str) -> str:
+        """Read back as a stream (what is stored, not what was sent)."""
+        digest = hashlib.sha256()
+        with _storage_errors(f"reading {path} on {self.describe()}"):
+            for block in self._file(path).download_file(max_concurrency=4).chunks():
+                digest.update(block)
+        return digest.hexdigest()
+
+    def open_upload(self, path: str, size: int) -> AzureUpload:
+        with _storage_errors(f"creating {path} on {self.describe()}"):
+            temporary = self._temporary_beside(path)
+            temporary.create_file(size)
+        return AzureUpload(self, path, temporary)

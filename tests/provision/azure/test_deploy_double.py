@@ -26,6 +26,7 @@ from tests.azure_double.server import AzureDouble
 from tests.provision.azure.double_project import Session
 from tests.provision.azure.projects import copy_templates
 from tests.provision.standin_app import write_model_files, write_standin_app
+from tests.provision.test_model_upload import make_adapter, make_base
 
 GROUP = "rg-deploy"
 LOCATION = "westus3"
@@ -333,3 +334,33 @@ def test_restart_restarts_the_live_revision_in_place(session: DeploySession) -> 
     with httpx.Client(verify=session.tls()) as client:
         # Same revision, so the same pinned identity: no new revision was rolled out.
         assert session.health(client)["instance_id"] == before
+
+
+def test_upload_model_to_the_share_survives_a_dropped_range_and_reruns_upload_nothing(
+    session: DeploySession, tmp_path: Path
+) -> None:
+    base = make_base(tmp_path / "src")
+    (base / "weights.bin").write_bytes(bytes(range(256)) * 40_000)  # ~10 MB: several 4 MiB ranges
+    adapter = make_adapter(
+        tmp_path / "src", "microsoft/Phi-3-mini-4k-instruct", ["qkv_proj", "o_proj"]
+    )
+    fault = drop_uploads(session.double.faults, path=r"/weights\.bin$|/\.upload-", times=1)
+    arguments = (
+        "upload-model",
+        "--target",
+        "azure",
+        "--base",
+        str(base),
+        "--adapter",
+        str(adapter),
+    )
+    result = session.aca("--output", "json", *arguments)
+    assert result.exit_code == 0, result.stderr
+    uploaded = json.loads(result.stdout)
+    assert fault.hits == 1
+    model = session.share_root / uploaded["model_path"]
+    assert (model / "weights.bin").read_bytes() == (base / "weights.bin").read_bytes()
+    assert not [p for p in model.iterdir() if p.name.startswith(".upload-")]
+
+    again = json.loads(session.aca("--output", "json", *arguments).stdout)
+    assert again["uploaded"] == 0 and again["bytes_uploaded"] == 0
