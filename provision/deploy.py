@@ -17,7 +17,6 @@ from provision.errors import AcaInferError, InputError, NotReadyError
 from provision.release import (
     BOOTSTRAP,
     CURRENT,
-    OBJECTS_DIR,
     PREVIOUS,
     Manifest,
     object_path,
@@ -126,6 +125,19 @@ def _upload_bodies(share: Share, bodies: dict[str, Path], progress: Progress) ->
                 )
 
 
+def _bodies_on_share(share: Share, manifest: Manifest, current: Manifest | None) -> set[str]:
+    """Which of the manifest's bodies the share holds. Those of the live release's manifest are
+    there (a manifest is written only after all its bodies, and pruning keeps the bodies of the
+    releases it keeps); only the folders of the others are listed, so a redeploy costs a few
+    listings on a remote share whatever the tree's size, not one per object folder."""
+    known = {object_path(e.sha256) for e in current.files.values()} if current else set()
+    wanted = {object_path(e.sha256) for e in manifest.files.values()} - known
+    found = set(known)
+    for folder in sorted({path.rsplit("/", 1)[0] for path in wanted}):
+        found.update(share.list_files(folder))
+    return found
+
+
 def sync_release(
     share: Share,
     manifest: Manifest,
@@ -135,8 +147,8 @@ def sync_release(
 ) -> SyncStats:
     """Upload what the share lacks: file bodies by content, then the bootstrap, then the
     manifest last, so a manifest on the share always names bodies that are all there."""
-    existing = set(share.list_files(OBJECTS_DIR))
     current = _load_manifest(share, current_release)
+    existing = _bodies_on_share(share, manifest, current)
     changed = [
         p for p, e in sorted(manifest.files.items()) if object_path(e.sha256) not in existing
     ]

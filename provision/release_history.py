@@ -15,7 +15,6 @@ from provision.release import (
     CURRENT,
     HISTORY,
     KEEP_RELEASES,
-    OBJECTS_DIR,
     RELEASES_DIR,
     Manifest,
     object_path,
@@ -82,18 +81,23 @@ def previous_of(share: Share, current: str | None) -> str | None:
 
 
 def prune(share: Share) -> None:
-    """Delete releases beyond the kept ones, and every body no kept release uses."""
+    """Delete releases beyond the kept ones, then the bodies only they used. Bodies are found
+    from the manifests, never by listing every object folder (hundreds of requests on a remote
+    share); a body no manifest ever named (a deploy killed mid-upload) stays, and the next
+    deploy of that content reuses it."""
     keep = set(kept_releases(share))
     keep_objects: set[str] = set()
+    dropped_objects: set[str] = set()
     for release in release_ids_on_share(share):
+        manifest = Manifest.from_json(share.read_bytes(release_path(release)))
+        bodies = {object_path(e.sha256) for e in manifest.files.values()}
         if release in keep:
-            manifest = Manifest.from_json(share.read_bytes(release_path(release)))
-            keep_objects.update(object_path(e.sha256) for e in manifest.files.values())
+            keep_objects.update(bodies)
         else:
-            share.delete(release_path(release))
-    for path in list(share.list_files(OBJECTS_DIR)):
-        if path not in keep_objects:
-            share.delete(path)
+            share.delete(release_path(release))  # the manifest first: it never names a gap
+            dropped_objects.update(bodies)
+    for path in sorted(dropped_objects - keep_objects):
+        share.delete(path)
 
 
 def list_releases(share: Share) -> list[ReleaseInfo]:
