@@ -38,6 +38,10 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 BEGIN, END = "<!-- deploy_bench: begin -->", "<!-- deploy_bench: end -->"
 GROUP, LOCATION = "rg-bench", "westus3"
 WORKERS = 8
+HEADER = (
+    "| phase | files uploaded (ours / baseline) | bytes (ours / baseline) "
+    "| storage requests (ours / baseline) | wall (ours / baseline) |"
+)
 GOALS = {"no-op redeploy": 10, "one file changed": 20}
 
 
@@ -86,13 +90,19 @@ class Bench:
         provisioned = self.session.provision("-g", GROUP, "-l", LOCATION)
         if provisioned.exit_code != 0:
             raise SystemExit(f"provision failed: {provisioned.stderr}")
-        write_model_files(double.share_root(self.names["storageAccountName"], self.names["fileShareName"]))
+        account, share = self.names["storageAccountName"], self.names["fileShareName"]
+        write_model_files(double.share_root(account, share))
 
     def deploy(self) -> tuple[int, int]:
         result = CliRunner().invoke(
             cli,
-            ["--project-dir", str(self.project), "--output", "json", "deploy"]
-            + ["--target", "azure", "--ready-timeout", "120"],
+            [
+                *("--project-dir", str(self.project), "--output", "json", "deploy"),
+                "--target",
+                "azure",
+                "--ready-timeout",
+                "120",
+            ],
             env=self.session.env(),
             catch_exceptions=False,
         )
@@ -190,7 +200,7 @@ upload-batch` in the AI Toolkit's flow does: every file uploaded again, same SDK
 uploads only). Storage requests are the double's files-listener request log. Same run, same
 machine (`python -m bench.deploy_bench --files {files}`).
 
-| phase | files uploaded (ours / baseline) | bytes (ours / baseline) | storage requests (ours / baseline) | wall (ours / baseline) |
+{HEADER}
 |---|---:|---:|---:|---:|
 {rows}
 
