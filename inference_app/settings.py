@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 ADAPTER_CONFIG = "adapter_config.json"
+# The values of the template's `quantization` parameter (infra/provision/inference.bicep).
+QUANTIZATIONS = ("none", "8bit", "4bit")
 
 T = TypeVar("T")
 
@@ -56,6 +58,8 @@ class Settings:
     ui_enabled: bool = True
     forwarded_allow_ips: str = "*"
     log_level: str = "INFO"
+    quantization: str = "none"
+    runtime_dir: Path = Path("/tmp/aca-infer")
 
     def __post_init__(self) -> None:
         if not self.api_keys and not self.allow_no_auth:
@@ -147,6 +151,18 @@ OPTIONS: tuple[_Option, ...] = (
         "proxies trusted for X-Forwarded-* (the replica is reachable only through its ingress)",
     ),
     _Option("--log-level", "ACA_INFER_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    _Option(
+        "--quantization",
+        "ACA_INFER_QUANTIZATION",
+        "none",
+        "base model weights: none, 8bit or 4bit (bitsandbytes; GPU only)",
+    ),
+    _Option(
+        "--runtime-dir",
+        "ACA_INFER_RUNTIME_DIR",
+        "/tmp/aca-infer",
+        "local disk folder for the model copy of a network-mounted share",
+    ),
 )
 
 
@@ -207,6 +223,8 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         ui_enabled=get("ui", _bool),
         forwarded_allow_ips=get("forwarded_allow_ips", _text),
         log_level=get("log_level", _log_level),
+        quantization=get("quantization", _choice(QUANTIZATIONS)),
+        runtime_dir=Path(get("runtime_dir", _text)),
     )
 
 
@@ -326,6 +344,17 @@ def _float_between(low: float, high: float) -> Callable[[_Option, str], float]:
     return parse
 
 
+def _choice(allowed: Sequence[str]) -> Callable[[_Option, str], str]:
+    def parse(option: _Option, value: str) -> str:
+        if value not in allowed:
+            raise SettingsError(
+                f"{option.env} ({option.flag}): '{value}' is not one of {', '.join(allowed)}"
+            )
+        return value
+
+    return parse
+
+
 def _log_level(option: _Option, value: str) -> str:
     level = value.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -347,4 +376,5 @@ def describe(settings: Settings) -> dict[str, Any]:
         "max_batch_size": settings.max_batch_size,
         "max_queue": settings.max_queue,
         "ui": settings.ui_enabled,
+        "quantization": settings.quantization,
     }

@@ -7,21 +7,25 @@ fails readiness is rolled back to `previous`.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from provision.deploy_lock import deploy_lock
-from provision.errors import AcaInferError, InputError, NotReadyError
+from provision.errors import AcaInferError, InputError, NotReadyError, OperationError
 from provision.release import (
     BOOTSTRAP,
     CURRENT,
     PREVIOUS,
+    FileEntry,
     Manifest,
     object_path,
     release_path,
     scan_tree,
+    sha256_bytes,
 )
 from provision.release_history import (
     ReleaseInfo,
@@ -33,6 +37,14 @@ from provision.release_history import (
 )
 from provision.share import Share, read_text_or_none
 from provision.targets import Progress, ReadyState, Target
+from provision.wheelhouse import (
+    RUNTIME_FILE,
+    PipDownloader,
+    RuntimeSpec,
+    WheelDownloader,
+    serve_requirements,
+    wheelhouse_path,
+)
 
 APP_PACKAGE = "inference_app"
 UPLOAD_WORKERS = 8
@@ -45,6 +57,9 @@ class DeploySettings:
     ready_timeout: float = 600.0
     break_lock: bool = False
     restart: bool = False  # even when the release is unchanged: the model may have changed
+    # The packages the server needs beside the image's torch; None: the `serve` extra.
+    requirements: tuple[str, ...] | None = None
+    downloader: WheelDownloader = field(default_factory=PipDownloader)
 
     def __post_init__(self) -> None:
         if not (self.source_dir / "__main__.py").is_file():
@@ -102,35 +117,33 @@ def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:
     return Manifest.from_json(share.read_bytes(release_path(release_id)))
 
 
-def _write_body(share: Share, target: str, body: Path) -> None:
-    share.write_bytes(target, body.read_bytes())  # read in the worker: one body in memory each
-
-
-def _upload_bodies(share: Share, bodies: dict[str, Path], progress: Progress) -> None:
-    """Write the bodies in parallel (a remote share answers each request in tens of ms), saying
-    how far it got every `UPLOAD_PROGRESS_EVERY` files."""
-    total_bytes = sum(path.stat().st_size for path in bodies.values())
+def _upload_bodies(
+    share: Share, bodies: dict[str, str], read_body: Callable[[str], bytes], progress: Progress
+) -> None:
+    """Write the bodies (share path -> the file they stand for) in parallel, reading each in its
+    worker (one body in memory per worker); a remote share answers each request in tens of ms.
+    Says how far it got every `UPLOAD_PROGRESS_EVERY` files."""
     done_files = done_bytes = 0
+
+    def write(target: str, path: str) -> int:
+        data = read_body(path)
+        share.write_bytes(target, data)
+        return len(data)
+
     with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS) as pool:
-        uploads = {
-            pool.submit(_write_body, share, target, path): path for target, path in bodies.items()
-        }
+        uploads = [pool.submit(write, target, path) for target, path in bodies.items()]
         for finished in as_completed(uploads):
-            finished.result()
             done_files += 1
-            done_bytes += uploads[finished].stat().st_size
+            done_bytes += finished.result()
             if done_files % UPLOAD_PROGRESS_EVERY == 0 or done_files == len(bodies):
-                progress(
-                    f"uploaded {done_files}/{len(bodies)} files, {done_bytes}/{total_bytes} bytes"
-                )
+                progress(f"uploaded {done_files}/{len(bodies)} files, {done_bytes} bytes")
 
 
-def _bodies_on_share(share: Share, manifest: Manifest, current: Manifest | None) -> set[str]:
-    """Which of the manifest's bodies the share holds. Those of the live release's manifest are
-    there (a manifest is written only after all its bodies, and pruning keeps the bodies of the
-    releases it keeps); only the folders of the others are listed, so a redeploy costs a few
-    listings on a remote share whatever the tree's size, not one per object folder."""
-    known = {object_path(e.sha256) for e in current.files.values()} if current else set()
+def _bodies_on_share(share: Share, manifest: Manifest, known: set[str]) -> set[str]:
+    """Which of the manifest's bodies the share holds, given bodies `known` to be there (those
+    of the live release's manifest: a manifest is written only after all its bodies, and pruning
+    keeps the bodies of the releases it keeps). Only the folders of the others are listed, so a
+    redeploy costs a few listings on a remote share whatever the tree's size."""
     wanted = {object_path(e.sha256) for e in manifest.files.values()} - known
     found = set(known)
     for folder in sorted({path.rsplit("/", 1)[0] for path in wanted}):
@@ -138,29 +151,42 @@ def _bodies_on_share(share: Share, manifest: Manifest, current: Manifest | None)
     return found
 
 
+def upload_missing(
+    share: Share,
+    manifest: Manifest,
+    read_body: Callable[[str], bytes],
+    progress: Progress,
+    what: str = "changed files",
+    known: Manifest | None = None,
+) -> tuple[int, int]:
+    """Write the bodies of `manifest` that the share lacks (by content); returns the number of
+    files they stand for and the bytes written. `known`: a manifest whose bodies are there."""
+    present = {object_path(e.sha256) for e in known.files.values()} if known else set()
+    existing = _bodies_on_share(share, manifest, present)
+    changed = [
+        p for p, e in sorted(manifest.files.items()) if object_path(e.sha256) not in existing
+    ]
+    # Files with the same content share one body: write it once.
+    bodies_to_write = {object_path(manifest.files[path].sha256): path for path in changed}
+    bytes_uploaded = sum(manifest.files[path].size for path in bodies_to_write.values())
+    if changed:
+        progress(f"upload {len(changed)} {what} ({bytes_uploaded} bytes) to {share.describe()}")
+    _upload_bodies(share, bodies_to_write, read_body, progress)
+    return len(changed), bytes_uploaded
+
+
 def sync_release(
     share: Share,
     manifest: Manifest,
-    bodies: dict[str, Path],
+    read_body: Callable[[str], bytes],
     current_release: str | None,
     progress: Progress,
 ) -> SyncStats:
     """Upload what the share lacks: file bodies by content, then the bootstrap, then the
     manifest last, so a manifest on the share always names bodies that are all there."""
     current = _load_manifest(share, current_release)
-    existing = _bodies_on_share(share, manifest, current)
-    changed = [
-        p for p, e in sorted(manifest.files.items()) if object_path(e.sha256) not in existing
-    ]
-    # Files with the same content share one body: write it once.
-    bodies_to_write = {object_path(manifest.files[path].sha256): path for path in changed}
-    uploaded, unchanged = len(changed), len(manifest.files) - len(changed)
-    bytes_uploaded = sum(manifest.files[path].size for path in bodies_to_write.values())
-    if changed:
-        progress(f"upload {uploaded} changed files ({bytes_uploaded} bytes) to {share.describe()}")
-    _upload_bodies(
-        share, {target: bodies[path] for target, path in bodies_to_write.items()}, progress
-    )
+    uploaded, bytes_uploaded = upload_missing(share, manifest, read_body, progress, known=current)
+    unchanged = len(manifest.files) - uploaded
     bootstrap = bootstrap_source()
     on_share = share.read_bytes(BOOTSTRAP) if share.exists(BOOTSTRAP) else None
     if on_share != bootstrap:
@@ -174,6 +200,37 @@ def sync_release(
         share.write_bytes(release_path(manifest.release_id), manifest.to_json())
     deleted = len(set(current.files) - set(manifest.files)) if current else 0
     return SyncStats(uploaded, unchanged, deleted, bytes_uploaded)
+
+
+def _entry(path: Path) -> FileEntry:
+    return FileEntry(sha256_bytes(path.read_bytes()), path.stat().st_size)
+
+
+def sync_wheelhouse(
+    share: Share, spec: RuntimeSpec, downloader: WheelDownloader, progress: Progress
+) -> tuple[int, int]:
+    """Put the wheels for `spec` on the share unless its wheelhouse is there already: downloaded
+    once per requirements key, bodies the share has are not uploaded again, the wheelhouse's
+    manifest written last. Returns the wheels uploaded and their bytes."""
+    key = spec.key
+    if key is None or spec.platform is None or share.exists(wheelhouse_path(key)):
+        return 0, 0
+    platform = spec.platform
+    progress(
+        f"download the server's packages once for requirements {key} "
+        f"(Python {platform.python_version}, {platform.platform})"
+    )
+    with tempfile.TemporaryDirectory(prefix="aca-infer-wheels-") as folder:
+        wheels = downloader.download(spec.requirements, platform, Path(folder))
+        if not wheels:
+            raise OperationError(f"no wheels were downloaded for {', '.join(spec.requirements)}")
+        bodies = {wheel.name: wheel for wheel in wheels}
+        manifest = Manifest({name: _entry(path) for name, path in bodies.items()})
+        uploaded = upload_missing(
+            share, manifest, lambda name: bodies[name].read_bytes(), progress, "wheels"
+        )
+    share.write_bytes(wheelhouse_path(key), manifest.to_json())
+    return uploaded
 
 
 def _switch(share: Share, current: str, previous: str | None) -> None:
@@ -204,13 +261,40 @@ def _roll_out(target: Target, release: str, timeout: float, progress: Progress) 
         return ReadyState(False, str(error))
 
 
+def build_release(source_dir: Path, spec: RuntimeSpec) -> tuple[Manifest, Callable[[str], bytes]]:
+    """The release of `source_dir` with the record of what it needs installed (`RUNTIME_FILE`),
+    and how to read each file's body."""
+    manifest, bodies = scan_tree(source_dir, APP_PACKAGE)
+    runtime = spec.to_json()
+    manifest = Manifest(
+        {**manifest.files, RUNTIME_FILE: FileEntry(sha256_bytes(runtime), len(runtime))}
+    )
+
+    def read_body(path: str) -> bytes:
+        return runtime if path == RUNTIME_FILE else bodies[path].read_bytes()
+
+    return manifest, read_body
+
+
 def deploy(target: Target, settings: DeploySettings, progress: Progress) -> DeployResult:
     target.check_deployable()
     share = target.share
-    manifest, bodies = scan_tree(settings.source_dir, APP_PACKAGE)
+    requirements = settings.requirements
+    spec = RuntimeSpec(
+        serve_requirements() if requirements is None else requirements, target.image_platform()
+    )
+    manifest, read_body = build_release(settings.source_dir, spec)
     with deploy_lock(share, progress, settings.break_lock) as lock:
         current = read_text_or_none(share, CURRENT)
-        stats = sync_release(share, manifest, bodies, current, progress)
+        # The wheels first: a release on the share always names a complete wheelhouse.
+        wheels, wheel_bytes = sync_wheelhouse(share, spec, settings.downloader, progress)
+        stats = sync_release(share, manifest, read_body, current, progress)
+        stats = SyncStats(
+            stats.uploaded + wheels,
+            stats.unchanged,
+            stats.deleted,
+            stats.bytes_uploaded + wheel_bytes,
+        )
         new = manifest.release_id
         changed = target.replica.settings_changed()
         if changed:

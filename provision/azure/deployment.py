@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,7 +211,3 @@ def succeeded_outputs(arm: Arm, name: str) -> dict[str, Any] | None:
     if state_of(found.properties.provisioning_state).lower() != "succeeded":
         return None
     return outputs_of(found)
-
-
-def elapsed(start: float) -> str:
-    return f"{time.monotonic() - start:.0f} s"

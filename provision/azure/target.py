@@ -41,6 +41,7 @@ from provision.targets import (
     ProvisionResult,
     ProvisionSettings,
 )
+from provision.wheelhouse import DEFAULT_IMAGE, ImagePlatform, platform_for_image
 
 CONFIG_FILE = Path("infra/inference.config.json")
 RECORD_FILE = Path(".aca-infer/azure/last-deployment.json")
@@ -81,6 +82,11 @@ class AzureTarget:
             arm=arm_endpoint(config.get("ARM_ENDPOINT"), self.environ),
         )
         return Arm(scope), config
+
+    def image_platform(self) -> ImagePlatform | None:
+        """The replica image's platform, when deploy must bring the server's wheels for it."""
+        image = self._config().get("CONTAINER_IMAGE") or DEFAULT_IMAGE
+        return platform_for_image(str(image))
 
     def endpoint(self) -> str:
         return str(self._config()["ACA_APP_ENDPOINT"])
@@ -161,10 +167,11 @@ class AzureTarget:
             return ProvisionPlan(target=self.name, request=request.describe())
         for note in request.notes:
             progress(note)
-        arm = Arm(request.scope)
-        preflight = run_preflight(arm, request, progress)
+        # Compiling is local: a missing Bicep CLI or a broken template stops before Azure is asked.
         template_file = template_path(self.project_dir)
         template = compile_template(template_file, environ)
+        arm = Arm(request.scope)
+        preflight = run_preflight(arm, request, progress)
         values = _values(request, preflight)
         fingerprint = digest(template, values)
         if settings.what_if:
@@ -292,6 +299,7 @@ class AzureTarget:
         config["ACA_APP_ENDPOINT"] = endpoint
         config["TARGET"] = self.name
         config["DEPLOYMENT_NAME"] = request.deployment_name
+        config["CONTAINER_IMAGE"] = values.get("containerImage", DEFAULT_IMAGE)
         if request.scope.arm.url != PUBLIC_ARM_ENDPOINT:
             config["ARM_ENDPOINT"] = request.scope.arm.url
         write_json_atomic(self.config_path, config)

@@ -119,7 +119,7 @@ class _LogHandler(TlsHandler):
         lines, seen = replica.console_snapshot(tail)
         if lines:
             self._chunk(b"".join(_format(line, output) for line in lines))
-        while follow and replica.state != "Stopped":
+        while follow and not replica.finished:
             fresh, seen = replica.lines_after(seen, FOLLOW_POLL_S)
             if fresh:
                 self._chunk(b"".join(_format(line, output) for line in fresh))

@@ -98,7 +98,7 @@ class AppRuntime:
         with self._lock:
             if runtime.starting is replica:
                 runtime.starting = None
-            if not ready or replica.state == "Stopped":
+            if not ready:
                 runtime.provisioning = "Failed"
                 runtime.failure = replica.state_details or "the revision was stopped"
                 runtime.failed = replica

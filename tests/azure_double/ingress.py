@@ -220,9 +220,8 @@ class _ProxyHandler(TlsHandler):
         if stream:
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
-        # The client's connection outlives the upstream one (one per request here), as at ACA's
-        # Envoy edge: a replica that closes after each answer (HTTP/1.0) never closes the
-        # client's keep-alive connection under it, which a client would see as a failure.
+        # The replica closing its connection (an HTTP/1.0 server) says nothing about the
+        # client's: the client's response is framed by length or chunks, so it stays open.
 
     do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _proxy
 

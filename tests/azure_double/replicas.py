@@ -158,7 +158,13 @@ class Replica:
         self._terminate()
         if self._supervisor.is_alive() and threading.current_thread() is not self._supervisor:
             self._supervisor.join(timeout=self.spec.stop_grace_s + 5)
-        self._set_state("Stopped", "")
+        if self.state != "Failed":  # a failed replica keeps saying why
+            self._set_state("Stopped", "")
+
+    @property
+    def finished(self) -> bool:
+        """Stopped or failed: its console gets no more lines."""
+        return self.state in ("Stopped", "Failed")
 
     def wait_settled(self, timeout: float | None = None) -> bool:
         """True once the replica is ready; False when it failed, was stopped or timed out."""
@@ -185,8 +191,14 @@ class Replica:
     # ---- the supervisor thread -------------------------------------------------------------
     def _supervise(self) -> None:
         deadline = time.monotonic() + self.spec.startup_budget_s
+        failure = (
+            f"the replica did not pass its startup/readiness probe within "
+            f"{self.spec.startup_budget_s:.1f}s"
+        )
         while not self._stopping.is_set():
-            if not self._launch():
+            cannot_start = self._launch()
+            if cannot_start:
+                failure = cannot_start
                 break
             if not self._ready.is_set():
                 self._await_ready(deadline)
@@ -208,21 +220,20 @@ class Replica:
                 break
         if not self._stopping.is_set():
             self._terminate()
-            self._set_state(
-                "Failed",
-                f"the replica did not pass its startup/readiness probe within "
-                f"{self.spec.startup_budget_s:.1f}s ({self.restart_count} restarts)",
-            )
+            self._set_state("Failed", f"{failure} ({self.restart_count} restarts)")
         self._settled.set()
 
-    def _launch(self) -> bool:
+    def _launch(self) -> str | None:
+        """Start the container's process; None when started, else why it cannot start."""
+        problem = None
         if self.spec.start_error:
-            self._log_system(f"failed to start container: {self.spec.start_error}")
-            return False
+            problem = f"failed to start container: {self.spec.start_error}"
         for mount_path, folder in self.spec.mounts.items():
-            if not folder.is_dir():
-                self._log_system(f"failed to mount volume at {mount_path}: {folder} does not exist")
-                return False
+            if problem is None and not folder.is_dir():
+                problem = f"failed to mount volume at {mount_path}: {folder} does not exist"
+        if problem is not None:
+            self._log_system(problem)
+            return problem
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACA_INFER_")}
         env.update({k: rewrite_mounts(v, self.spec.mounts) for k, v in self.spec.env.items()})
@@ -254,7 +265,7 @@ class Replica:
             daemon=True,
         ).start()
         self._set_state("Starting", "")
-        return True
+        return None
 
     def _await_ready(self, deadline: float) -> None:
         probe = self.spec.ready_probe

@@ -3,6 +3,7 @@ apps whose replicas really run and serve HTTPS at their fqdn, revisions, replica
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import ssl
@@ -248,7 +249,7 @@ def test_the_projects_bootstrap_runs_a_release_from_the_share(
 
     chat = {"model": "standin", "messages": [{"role": "user", "content": "hi"}]}
     with _https(double) as https:
-        ready = https.get(f"https://{_fqdn(app)}/ready").json()
+        health = https.get(f"https://{_fqdn(app)}/health").json()
         answer = https.post(
             f"https://{_fqdn(app)}/v1/chat/completions",
             json=chat,
@@ -259,7 +260,21 @@ def test_the_projects_bootstrap_runs_a_release_from_the_share(
             json=chat,
             headers={"Authorization": "Bearer key-c"},
         )
-    assert ready["release"] == manifest.release_id
+    assert health["release"] == manifest.release_id  # the release the bootstrap started
+    # The stand-in speaks HTTP/1.0 and closes each connection; the client's stays open.
+    host, port = _fqdn(app).split(":")
+    trust = ssl.create_default_context(cafile=double.ca_bundle)
+    connection = http.client.HTTPSConnection(host, int(port), context=trust, timeout=30)
+    try:
+        statuses = []
+        for _ in range(2):
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+    finally:
+        connection.close()
+    assert statuses == [200, 200]
     assert answer.json()["choices"][0]["message"]["content"] == "echo: hi"
     assert refused.status_code == 401
 

@@ -87,13 +87,13 @@ def test_the_inference_template_serves_the_release_at_its_endpoint(
     chat = {"model": "standin", "messages": [{"role": "user", "content": "hi"}]}
     trust = ssl.create_default_context(cafile=double.ca_bundle)
     with httpx.Client(verify=trust, timeout=60) as https:
-        ready = https.get(f"{endpoint}/ready")
+        health = https.get(f"{endpoint}/health")
         answer = https.post(
             f"{endpoint}/v1/chat/completions",
             json=chat,
             headers={"Authorization": "Bearer " + "s" * 16},
         )
-    assert ready.json()["release"] == release
+    assert health.json()["release"] == release
     assert answer.json()["choices"][0]["message"]["content"] == "echo: hi"
 
 

@@ -339,6 +339,7 @@ def test_a_command_the_double_cannot_run_fails_the_revision_and_says_why(
         RESOURCE_GROUP, "web", revision
     ).value
     assert replica.properties.running_state == "NotRunning"
+    assert "the double runs only Python commands" in replica.properties.running_state_details
     token = client.container_apps.get_auth_token(RESOURCE_GROUP, "web").properties.token
     with _https(double) as https:
         logs = https.get(

@@ -74,6 +74,7 @@ def test_no_key_refuses_unless_explicitly_insecure(share: Path) -> None:
         ("ACA_INFER_MAX_QUEUE", "-1", "ACA_INFER_MAX_QUEUE"),
         ("ACA_INFER_UI", "maybe", "ACA_INFER_UI"),
         ("ACA_INFER_LOG_LEVEL", "loud", "ACA_INFER_LOG_LEVEL"),
+        ("ACA_INFER_QUANTIZATION", "3bit", "ACA_INFER_QUANTIZATION.*none, 8bit, 4bit"),
         ("ACA_INFER_MODEL_PATH", "model-cache/none", "ACA_INFER_MODEL_PATH"),
         ("ACA_INFER_ADAPTER_PATH", "models/missing", "ACA_INFER_ADAPTER_PATH"),
     ],
@@ -145,6 +146,17 @@ def test_bad_settings_exit_non_zero_with_one_line_and_no_traceback(share: Path) 
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "ACA_INFER_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_quantization_without_a_gpu_stops_the_server_at_start(share: Path) -> None:
+    environ = env_for(share, ACA_INFER_QUANTIZATION="4bit", CUDA_VISIBLE_DEVICES="")
+    assert load_settings([], environ).quantization == "4bit"
+
+    result = run_module(env=environ)
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("inference_app: ACA_INFER_QUANTIZATION: 4bit needs a GPU")
     assert "Traceback" not in result.stderr
 
 

@@ -22,7 +22,11 @@ from provision.release import (
     sha256_bytes,
 )
 from provision.share import read_text_or_none
+from provision.wheelhouse import RUNTIME_FILE
 from tests.provision.fakes import FakeTarget
+
+# Every release holds its code plus one record of the packages it needs (RUNTIME_FILE).
+RECORD = 1
 
 
 def quiet(message: str) -> None:
@@ -41,13 +45,16 @@ def write_app(app: Path, files: dict[str, str]) -> None:
 
 
 def remote_tree(target: FakeTarget) -> dict[str, bytes]:
-    """What the replica would see: the current release, materialised from the share."""
+    """What the replica would see of the code: the current release, materialised from the share
+    (without the record of its requirements, RUNTIME_FILE, which test_wheelhouse covers)."""
     share = target.share
     release = read_text_or_none(share, CURRENT)
     assert release is not None
     manifest = Manifest.from_json(share.read_bytes(release_path(release)))
     tree = {}
     for path, entry in manifest.files.items():
+        if path == RUNTIME_FILE:
+            continue
         tree[path] = share.read_bytes(f"{OBJECTS_DIR}/{entry.sha256[:2]}/{entry.sha256}")
     return tree
 
@@ -69,7 +76,7 @@ def test_first_deploy_uploads_everything_and_switches(tmp_path: Path, target: Fa
     app = tmp_path / "inference_app"
     write_app(app, {"a.py": "A", "pkg/b.py": "B"})
     result = deploy(target, DeploySettings(app), quiet)
-    assert result.uploaded == 4  # three files and the bootstrap
+    assert result.uploaded == 3 + RECORD + 1  # three files, the record and the bootstrap
     assert result.unchanged == 0 and result.previous_release is None and result.ready
     assert read_text_or_none(target.share, CURRENT) == result.release
     assert remote_tree(target) == local_tree(app)
@@ -95,7 +102,7 @@ def test_changed_file_uploads_only_that_file(tmp_path: Path, target: FakeTarget)
     first = deploy(target, DeploySettings(app), quiet)
     write_app(app, {"a.py": "A2"})
     second = deploy(target, DeploySettings(app), quiet)
-    assert (second.uploaded, second.deleted, second.unchanged) == (1, 1, 2)
+    assert (second.uploaded, second.deleted, second.unchanged) == (1, 1, 1 + RECORD + 1)
     assert second.bytes_uploaded == 2
     assert second.previous_release == first.release
     assert read_text_or_none(target.share, PREVIOUS) == first.release
@@ -160,7 +167,10 @@ def test_rollback_to_any_kept_release_and_the_last_five_are_kept(
     listed = releases(target).releases
     assert [info.release for info in listed] == ids[::-1][:5]
     assert [info.live for info in listed] == [True, False, False, False, False]
-    assert listed[0].files == 2 and listed[0].size == len("print('serve')\n") + 1
+    live = Manifest.from_json(target.share.read_bytes(release_path(ids[-1])))
+    assert listed[0].files == 2 + RECORD
+    assert listed[0].size == sum(e.size for e in live.files.values())
+    assert live.files["inference_app/a.py"].size == 1
     result = rollback(target, 5.0, quiet, to=ids[2])
     assert (result.release, result.previous_release) == (ids[2], ids[6])
     assert remote_tree(target)["inference_app/a.py"] == b"3"
@@ -225,7 +235,7 @@ def test_only_the_last_five_releases_are_kept(tmp_path: Path, target: FakeTarget
     kept = list(target.share.list_files("app/releases"))
     objects = list(target.share.list_files(OBJECTS_DIR))
     assert len(kept) == 5
-    assert len(objects) == 6  # __main__.py, and a.py of 3 to 7
+    assert len(objects) == 6 + RECORD  # __main__.py, a.py of 3 to 7, the record
 
 
 def test_virtualenvs_dot_folders_and_acainferignore_are_not_shipped(
@@ -279,7 +289,7 @@ def test_after_any_sequence_of_edits_and_deploys_remote_equals_local(
         write_app(app, tree)
         result = deploy(target, DeploySettings(app), quiet)
         assert remote_tree(target) == local_tree(app)
-        assert result.uploaded + result.unchanged == len(local_tree(app)) + 1
+        assert result.uploaded + result.unchanged == len(local_tree(app)) + RECORD + 1
 
 
 def test_files_with_equal_content_count_as_uploaded_and_share_one_body(
@@ -288,8 +298,8 @@ def test_files_with_equal_content_count_as_uploaded_and_share_one_body(
     app = tmp_path / "inference_app"
     write_app(app, {"a.py": "same", "b.py": "same"})
     result = deploy(target, DeploySettings(app), quiet)
-    assert (result.uploaded, result.unchanged) == (4, 0)
-    assert len(list(target.share.list_files(OBJECTS_DIR))) == 2
+    assert (result.uploaded, result.unchanged) == (3 + RECORD + 1, 0)
+    assert len(list(target.share.list_files(OBJECTS_DIR))) == 2 + RECORD
     assert remote_tree(target) == local_tree(app)
 
 

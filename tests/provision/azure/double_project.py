@@ -60,14 +60,15 @@ class Session:
     def resource(self, resource_id: str) -> dict[str, Any] | None:
         return self.double.store.get(resource_id.lower())
 
+    def env_without_az(self) -> dict[str, str]:
+        """The double's environment whose stand-in `bicep` remains but `az` is gone: no way to
+        sign in, while the template still compiles."""
+        env = self.env()
+        stand_ins, _, rest = env["PATH"].partition(os.pathsep)
+        bicep_only = self.project / "bicep-only"
+        bicep_only.mkdir(exist_ok=True)
+        (bicep_only / "bicep").symlink_to(Path(stand_ins) / "bicep")
+        return {**env, "PATH": f"{bicep_only}{os.pathsep}{rest}"}
+
     def group_id(self, group: str) -> str:
         return f"/subscriptions/{self.double.subscription_id}/resourceGroups/{group}"
-
-
-def without_az(env: dict[str, str]) -> dict[str, str]:
-    """The double's environment minus its stand-in `az`: no way to sign in."""
-    stand_ins = env["PATH"].split(os.pathsep)[0]
-    return {
-        **env,
-        "PATH": os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != stand_ins),
-    }

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from provision.azure.naming import ai_toolkit_names, resource_group_id
+from provision.azure.target import AzureTarget
 from provision.azure.uniquestring import unique_string
+from provision.wheelhouse import PYTORCH_IMAGE_PLATFORM
 from tests.azure_double.faults import Fault
 from tests.azure_double.server import AzureDouble
-from tests.provision.azure.double_project import Session, without_az
+from tests.provision.azure.double_project import Session
 from tests.provision.azure.projects import BAD_FILES, copy_templates, write_parameters
 
 GROUP = "rg-infer"
@@ -58,6 +60,9 @@ def test_happy_path_on_an_empty_subscription(session: Session) -> None:
     )
     app = session.resource(app_id)
     assert app is not None and app["tags"]["created-by"] == "aca-infer"
+
+    # deploy brings the server's wheels for the default public PyTorch image
+    assert AzureTarget(session.project).image_platform() == PYTORCH_IMAGE_PLATFORM
 
     keys = session.aca("--output", "json", "keys", "show", "--target", "azure")
     assert keys.exit_code == 0, keys.stderr
@@ -165,7 +170,7 @@ def test_exhausted_quota_names_it_and_a_smaller_profile(session: Session) -> Non
 
 
 def test_without_a_credential_exit_3_says_how_to_sign_in(session: Session) -> None:
-    result = session.provision("-g", GROUP, "-l", LOCATION, env=without_az(session.env()))
+    result = session.provision("-g", GROUP, "-l", LOCATION, env=session.env_without_az())
     assert result.exit_code == 3, result.stderr
     assert "az login" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -188,7 +193,7 @@ def test_a_template_that_does_not_compile_is_exit_2_and_creates_nothing(session:
     result = session.provision("-g", GROUP, "-l", LOCATION)
     assert result.exit_code == 2, result.stderr
     assert "does not compile" in result.stderr
-    assert session.writes() == []
+    assert session.double.requests == []
 
 
 def test_what_if_in_an_existing_group_shows_arms_changes_and_deploys_nothing(
