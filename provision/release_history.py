@@ -21,6 +21,7 @@ from provision.release import (
     release_path,
 )
 from provision.share import Share, read_text_or_none
+from provision.wheelhouse import RUNTIME_FILE, WHEELHOUSES_DIR, wheelhouse_path
 
 
 @dataclass(frozen=True)
@@ -80,21 +81,41 @@ def previous_of(share: Share, current: str | None) -> str | None:
     return None
 
 
+def _wheelhouse_of(share: Share, manifest: Manifest) -> str | None:
+    entry = manifest.files.get(RUNTIME_FILE)
+    if entry is None:
+        return None
+    key: str | None = json.loads(share.read_bytes(object_path(entry.sha256)))["wheelhouse"]
+    return key
+
+
 def prune(share: Share) -> None:
-    """Delete releases beyond the kept ones, then the bodies only they used. Bodies are found
-    from the manifests, never by listing every object folder (hundreds of requests on a remote
-    share); a body no manifest ever named (a deploy killed mid-upload) stays, and the next
-    deploy of that content reuses it."""
+    """Delete releases beyond the kept ones and the wheelhouses no kept release uses, then the
+    bodies only they used. Bodies are found from the manifests, never by listing every object
+    folder (hundreds of requests on a remote share); a body no manifest ever named (a deploy
+    killed mid-upload) stays, and the next deploy of that content reuses it."""
     keep = set(kept_releases(share))
     keep_objects: set[str] = set()
     dropped_objects: set[str] = set()
+    keep_wheelhouses: set[str] = set()
     for release in release_ids_on_share(share):
         manifest = Manifest.from_json(share.read_bytes(release_path(release)))
         bodies = {object_path(e.sha256) for e in manifest.files.values()}
         if release in keep:
             keep_objects.update(bodies)
+            key = _wheelhouse_of(share, manifest)
+            if key is not None:
+                keep_wheelhouses.add(wheelhouse_path(key))
         else:
             share.delete(release_path(release))  # the manifest first: it never names a gap
+            dropped_objects.update(bodies)
+    for path in list(share.list_files(WHEELHOUSES_DIR)):
+        wheels = Manifest.from_json(share.read_bytes(path))
+        bodies = {object_path(e.sha256) for e in wheels.files.values()}
+        if path in keep_wheelhouses:
+            keep_objects.update(bodies)
+        else:
+            share.delete(path)
             dropped_objects.update(bodies)
     for path in sorted(dropped_objects - keep_objects):
         share.delete(path)

@@ -33,7 +33,8 @@ import httpx
 
 CONTROL_PATH = "/_aca-infer/front"
 TOKEN_HEADER = "x-aca-infer-front-token"
-# Hop-by-hop headers (RFC 9110 7.6.1) are the proxy's own business on each side.
+# Hop-by-hop headers (RFC 9110 7.6.1) are the proxy's own business on each side. `Host` passes
+# through, so the server builds its URLs (the UI's) with the public port, not its private one.
 _HOP_BY_HOP = {
     b"connection",
     b"keep-alive",
@@ -42,7 +43,6 @@ _HOP_BY_HOP = {
     b"te",
     b"trailer",
     b"upgrade",
-    b"host",
 }
 
 Scope = MutableMapping[str, Any]
