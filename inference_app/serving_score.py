@@ -67,9 +67,10 @@ class ScoreService:
     ) -> str:
         gen = self.generation
         model = gen.default_model()
-        prompt = gen.render_chat(messages)
-        sampling = gen.sampling(self._choices(parameters), gen.count_prompt(prompt, param))
-        [result] = await gen.collect(gen.requests(request_id, prompt, sampling, model, 1))
+        prompt = await gen.render_chat(messages)
+        ids = await gen.tokenize_prompt(prompt, param)
+        sampling = gen.sampling(self._choices(parameters), len(ids))
+        [result] = await gen.collect(gen.requests(request_id, prompt, ids, sampling, model, 1))
         return result.text
 
     async def _prompts(
@@ -79,7 +80,7 @@ class ScoreService:
         model = gen.default_model()
         requests: list[GenerationRequest] = []
         for i, prompt in enumerate(prompts):
-            tokens = gen.count_prompt(prompt, f"input_data.input_string[{i}]")
-            sampling = gen.sampling(self._choices(parameters), tokens)
-            requests += gen.requests(f"{request_id}-p{i}", prompt, sampling, model, 1)
+            ids = await gen.tokenize_prompt(prompt, f"input_data.input_string[{i}]")
+            sampling = gen.sampling(self._choices(parameters), len(ids))
+            requests += gen.requests(f"{request_id}-p{i}", prompt, ids, sampling, model, 1)
         return [result.text for result in await gen.collect(requests)]

@@ -35,6 +35,10 @@ QUANTIZATIONS = ("none", "8bit", "4bit")
 
 T = TypeVar("T")
 
+# Room for a long conversation at a large context window (128k tokens are about 0.5 MB of
+# text), far below what would take the server seconds to parse.
+DEFAULT_MAX_REQUEST_BYTES = 4 * 2**20
+
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message is one line naming it and the fix."""
@@ -55,6 +59,7 @@ class Settings:
     default_max_tokens: int = 512
     max_tokens_limit: int = 0  # 0 = only the context window bounds max_tokens
     keepalive_seconds: float = 10.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     ui_enabled: bool = True
     forwarded_allow_ips: str = "*"
     log_level: str = "INFO"
@@ -143,6 +148,12 @@ OPTIONS: tuple[_Option, ...] = (
         "10",
         "SSE keep-alive comment interval while no token arrives",
     ),
+    _Option(
+        "--max-request-bytes",
+        "ACA_INFER_MAX_REQUEST_BYTES",
+        str(DEFAULT_MAX_REQUEST_BYTES),
+        "largest request body accepted; a larger one is refused with 413",
+    ),
     _Option("--ui", "ACA_INFER_UI", "true", "mount the Gradio chat UI at /ui (true/false)"),
     _Option(
         "--forwarded-allow-ips",
@@ -220,6 +231,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         default_max_tokens=get("default_max_tokens", _int_between(1, 1_000_000)),
         max_tokens_limit=get("max_tokens_limit", _int_between(0, 1_000_000)),
         keepalive_seconds=get("keepalive_seconds", _float_between(0.1, 230.0)),
+        max_request_bytes=get("max_request_bytes", _int_between(1024, 2**30)),
         ui_enabled=get("ui", _bool),
         forwarded_allow_ips=get("forwarded_allow_ips", _text),
         log_level=get("log_level", _log_level),
@@ -375,6 +387,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         "release": settings.release,
         "max_batch_size": settings.max_batch_size,
         "max_queue": settings.max_queue,
+        "max_request_bytes": settings.max_request_bytes,
         "ui": settings.ui_enabled,
         "quantization": settings.quantization,
     }

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from inference_app.engine import loading
+from inference_app.engine.adapter_routing import BASE_ADAPTER
 from inference_app.engine.base import (
     EngineError,
     EngineStatus,
@@ -29,7 +30,6 @@ from inference_app.engine.device import Hardware, LoadPlan, plan_load
 from inference_app.engine.result_stream import ResultStream
 from inference_app.engine.sampling import RowSampler
 from inference_app.engine.scheduler import (
-    BASE_ADAPTER,
     ActiveRequest,
     BatchScheduler,
     SchedulerLimits,
@@ -233,8 +233,8 @@ class TransformersEngine:
             raise ValueError(f"messages: the chat template rejected them: {err}") from err
         return rendered
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._encode(self._require_loaded().tokenizer, text))
+    def tokenize(self, text: str) -> list[int]:
+        return self._encode(self._require_loaded().tokenizer, text)
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         loaded = self._require_loaded()
@@ -242,7 +242,9 @@ class TransformersEngine:
         if request.adapter is not None and request.adapter not in self._adapters:
             known = ", ".join(sorted(self._adapters)) or "none loaded"
             raise ValueError(f"model: unknown adapter {request.adapter!r} (adapters: {known})")
-        prompt_ids = self._encode(loaded.tokenizer, request.prompt)
+        prompt_ids = list(request.prompt_token_ids) or self._encode(
+            loaded.tokenizer, request.prompt
+        )
         room = loaded.context_window - len(prompt_ids)
         if not prompt_ids:
             raise ValueError("prompt: it is empty; send at least one token of text")

@@ -52,6 +52,15 @@ def test_a_flag_wins_over_its_environment_twin(share: Path) -> None:
     assert load_settings([], env_for(share, ACA_INFER_PORT="8000")).port == 8000
 
 
+def test_request_body_limit_has_a_flag_and_an_environment_twin(share: Path) -> None:
+    assert load_settings([], env_for(share)).max_request_bytes == 4 * 2**20
+    from_env = load_settings([], env_for(share, ACA_INFER_MAX_REQUEST_BYTES="65536"))
+    assert from_env.max_request_bytes == 65536
+    assert load_settings(["--max-request-bytes", "2048"], env_for(share)).max_request_bytes == 2048
+    with pytest.raises(SettingsError, match="ACA_INFER_MAX_REQUEST_BYTES"):
+        load_settings([], env_for(share, ACA_INFER_MAX_REQUEST_BYTES="lots"))
+
+
 def test_keys_never_appear_in_repr(share: Path) -> None:
     settings = load_settings([], env_for(share, ACA_INFER_API_KEY_SECONDARY="s3cret-value"))
     assert settings.api_keys == ("k", "s3cret-value")
