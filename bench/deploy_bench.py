@@ -87,7 +87,10 @@ class Bench:
         suffix = unique_string(resource_group_id(double.subscription_id, GROUP))[:5]
         self.names = ai_toolkit_names(suffix)
         self.session.seed_app(self.names["storageAccountName"], self.names["fileShareName"])
-        provisioned = self.session.provision("-g", GROUP, "-l", LOCATION)
+        # An image that brings the server's packages: the bench measures the app tree only.
+        provisioned = self.session.provision(
+            "-g", GROUP, "-l", LOCATION, "--set", "containerImage=ghcr.io/example/serve:1"
+        )
         if provisioned.exit_code != 0:
             raise SystemExit(f"provision failed: {provisioned.stderr}")
         account, share = self.names["storageAccountName"], self.names["fileShareName"]
