@@ -35,7 +35,7 @@ from provision.release_history import (
     record_live,
     release_ids_on_share,
 )
-from provision.share import Share, read_text_or_none
+from provision.share import Share, read_bytes_or_none, read_text_or_none
 from provision.targets import Progress, ReadyState, Target
 from provision.wheelhouse import (
     RUNTIME_FILE,
@@ -112,9 +112,8 @@ def bootstrap_source() -> bytes:
 
 
 def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:
-    if release_id is None or not share.exists(release_path(release_id)):
-        return None
-    return Manifest.from_json(share.read_bytes(release_path(release_id)))
+    data = None if release_id is None else read_bytes_or_none(share, release_path(release_id))
+    return None if data is None else Manifest.from_json(data)
 
 
 def _upload_bodies(
@@ -188,7 +187,7 @@ def sync_release(
     uploaded, bytes_uploaded = upload_missing(share, manifest, read_body, progress, known=current)
     unchanged = len(manifest.files) - uploaded
     bootstrap = bootstrap_source()
-    on_share = share.read_bytes(BOOTSTRAP) if share.exists(BOOTSTRAP) else None
+    on_share = read_bytes_or_none(share, BOOTSTRAP)
     if on_share != bootstrap:
         progress(f"upload {BOOTSTRAP}")
         share.write_bytes(BOOTSTRAP, bootstrap)
@@ -196,7 +195,8 @@ def sync_release(
         bytes_uploaded += len(bootstrap)
     else:
         unchanged += 1
-    if not share.exists(release_path(manifest.release_id)):
+    already_there = current is not None and manifest.release_id == current_release
+    if not already_there and not share.exists(release_path(manifest.release_id)):
         share.write_bytes(release_path(manifest.release_id), manifest.to_json())
     deleted = len(set(current.files) - set(manifest.files)) if current else 0
     return SyncStats(uploaded, unchanged, deleted, bytes_uploaded)

@@ -20,7 +20,7 @@ from provision.release import (
     object_path,
     release_path,
 )
-from provision.share import Share, read_text_or_none
+from provision.share import Share, read_bytes_or_none, read_text_or_none
 from provision.wheelhouse import RUNTIME_FILE, WHEELHOUSES_DIR, wheelhouse_path
 
 
@@ -40,10 +40,11 @@ class ReleaseInfo:
 
 
 def load_history(share: Share) -> list[HistoryEntry]:
-    if not share.exists(HISTORY):
+    data = read_bytes_or_none(share, HISTORY)
+    if data is None:
         return []
     try:
-        raw = json.loads(share.read_bytes(HISTORY))
+        raw = json.loads(data)
         return [HistoryEntry(str(e["release"]), str(e["deployed_at"])) for e in raw]
     except (ValueError, KeyError, TypeError):
         return []  # a damaged history only loses dates: releases are still found by listing

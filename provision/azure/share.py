@@ -183,14 +183,26 @@ class AzureShare:
             self._folders.add(name)
 
     def _temporary_beside(self, path: str) -> Any:
-        self._make_folders(path)
         folder = dirname(path)
         name = f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}"
         return self._file(f"{folder}/{name}" if folder else name)
 
+    def _in_folder(self, path: str, create: Any) -> None:
+        """`create()` a file beside `path`; its folders are made only when the service says a
+        parent is missing (most writes go to folders that exist: no request spent on them)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            create()
+        except ResourceNotFoundError as error:
+            if _error_code(error) != "ParentNotFound":
+                raise
+            self._make_folders(path)
+            create()
+
     def _upload_temporary(self, path: str, data: bytes) -> Any:
         temporary = self._temporary_beside(path)
-        temporary.upload_file(data)
+        self._in_folder(path, lambda: temporary.upload_file(data))
         return temporary
 
     def write_bytes(self, path: str, data: bytes) -> None:
@@ -285,5 +297,5 @@ class AzureShare:
     def open_upload(self, path: str, size: int) -> AzureUpload:
         with _storage_errors(f"creating {path} on {self.describe()}"):
             temporary = self._temporary_beside(path)
-            temporary.create_file(size)
+            self._in_folder(path, lambda: temporary.create_file(size))
         return AzureUpload(self, path, temporary)
