@@ -367,3 +367,15 @@ def test_upload_model_to_the_share_survives_a_dropped_range_and_reruns_upload_no
 
     again = json.loads(session.aca("--output", "json", *arguments).stdout)
     assert again["uploaded"] == 0 and again["bytes_uploaded"] == 0
+
+
+def test_a_deploy_without_the_adapter_on_the_share_names_it_and_changes_nothing(
+    session: DeploySession,
+) -> None:
+    (session.share_root / "models/qlora/qlora/gpu_model/adapter/adapter_config.json").unlink()
+    result = session.deploy("--ready-timeout", TIMEOUT)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("error: adapterPath 'models/qlora/qlora/gpu_model/adapter'")
+    assert not (session.share_root / "app/current").exists()
