@@ -5,21 +5,28 @@ Heavy modules (targets, Azure SDKs) are imported inside the commands so `--help`
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
+from click.core import ParameterSource
 
 from provision.errors import AcaInferError
 from provision.targets import TARGET_NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 130
+# Global options may come before or after the subcommand (as in az and azd); each occurrence is
+# recorded here under ctx.meta, which every context of one invocation shares.
+_GIVEN = "aca_infer.global."
+_STATE = "aca_infer.state"
 
 
 @dataclass(frozen=True)
@@ -31,24 +38,95 @@ class Context:
     def progress(self, message: str) -> None:
         from rich.console import Console
 
-        # soft_wrap: a long line stays one line in logs and captured output.
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"[dim]· {message}[/dim]", markup=True
+        # rich's own NO_COLOR handling keeps styles such as dim: no_color.org asks for none.
+        plain = bool(os.environ.get("NO_COLOR"))
+        console = Console(stderr=True, highlight=False, color_system=None if plain else "auto")
+        # soft_wrap: a message stays one line in logs and pipes, where rich assumes 80 columns.
+        console.print(f"[dim]· {message}[/dim]", markup=True, soft_wrap=True)
+
+
+def _given(ctx: click.Context, name: str, default: Any) -> Any:
+    return ctx.meta.get(_GIVEN + name, default)
+
+
+def _record_global(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    # The last one given wins; a default never replaces a value given elsewhere.
+    if param.name and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT:
+        ctx.meta[_GIVEN + param.name] = value
+    return value
+
+
+def _global_options() -> list[click.Parameter]:
+    return [
+        click.Option(
+            ["--output", "-o"],
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            expose_value=False,
+            callback=_record_global,
+            help="`json` prints one JSON object on stdout; progress always goes to stderr.",
+        ),
+        click.Option(
+            ["--project-dir"],
+            type=click.Path(path_type=Path),
+            default=None,
+            expose_value=False,
+            callback=_record_global,
+            help="The project's folder (holds infra/) [default: the nearest folder, from the "
+            "working directory up, that holds infra/ or .aca-infer/].",
+        ),
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            callback=_record_global,
+            help="Show tracebacks for errors.",
+        ),
+    ]
+
+
+def _state(ctx: click.Context) -> Context:
+    """The global options, read once every part of the command line has been parsed."""
+    if _STATE not in ctx.meta:
+        from provision.project import project_root
+
+        ctx.meta[_STATE] = Context(
+            output=_given(ctx, "output", "text"),
+            project_dir=project_root(_given(ctx, "project_dir", None), Path.cwd()),
+            debug=_given(ctx, "debug", False),
         )
+    state: Context = ctx.meta[_STATE]
+    return state
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> None:
-    state: Context | None = ctx.find_object(Context)
     click.echo(f"error: {message}", err=True)
-    if state is not None and state.output == "json":
+    if _given(ctx, "output", "text") == "json":
         from provision.render import as_json
 
         click.echo(as_json({"error": {"message": message, "exit_code": code}}))
     ctx.exit(code)
 
 
+class Command(click.Command):
+    """A command that also takes the global options."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_options())
+
+
 class Cli(click.Group):
-    """Maps expected errors to one line and their exit code; tracebacks only with --debug."""
+    """Maps expected errors to one line and their exit code; tracebacks only with --debug.
+    Every command and group under it takes the global options."""
+
+    command_class = Command
+    group_class = type  # subgroups are Cli groups too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_options())
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -69,16 +147,42 @@ class Cli(click.Group):
 
 
 def _debug(ctx: click.Context) -> bool:
-    state: Context | None = ctx.find_object(Context)
-    return bool(state and state.debug)
+    return bool(_given(ctx, "debug", False))
+
+
+def pass_state(command: F) -> F:
+    """Pass the global options (a Context) first. A `target` left out is resolved here, once
+    the project is known: ACA_INFER_TARGET, else the last provisioned, else azure."""
+
+    @functools.wraps(command)
+    def with_state(*args: Any, **kwargs: Any) -> Any:
+        state = _state(click.get_current_context())
+        if "target" in kwargs:
+            from provision.project import resolve_target
+
+            kwargs["target"] = resolve_target(kwargs["target"], state.project_dir, os.environ)
+        return command(state, *args, **kwargs)
+
+    return cast(F, with_state)
+
+
+def examples(*lines: str) -> Callable[[F], F]:
+    """Append an Examples block to a command's --help (every command has one)."""
+
+    def add(command: F) -> F:
+        block = "\n".join(f"  {line}" for line in lines)
+        command.__doc__ = f"{inspect.cleandoc(command.__doc__ or '')}\n\n\b\nExamples:\n{block}"
+        return command
+
+    return add
 
 
 target_option = click.option(
     "--target",
     type=click.Choice(TARGET_NAMES),
-    default="local",
-    show_default=True,
-    help="Where to run: `local` uses a folder as the share and a local process as the replica.",
+    default=None,
+    help="Where to run: `local` uses a folder as the share and a local process as the replica "
+    "[default: $ACA_INFER_TARGET, else the target this project last provisioned, else azure].",
 )
 set_option = click.option(
     "--set",
@@ -100,7 +204,8 @@ _deploy_option_list = (
         "--app-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="The inference_app folder to deploy [default: <project-dir>/inference_app].",
+        help="The server package to deploy [default: <project-dir>/inference_app when there "
+        "is one, else the one that ships with aca-infer].",
     ),
     timeout_option,
     click.option(
@@ -120,30 +225,25 @@ def deploy_options(command: F) -> F:
     return command
 
 
-@click.group(cls=Cli)
-@click.option(
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="`json` prints one JSON object on stdout; progress always goes to stderr.",
-)
-@click.option(
-    "--project-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The project checkout (holds infra/ and inference_app/).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.version_option(package_name="aca-infer")
-@click.pass_context
-def cli(ctx: click.Context, output: str, project_dir: Path, debug: bool) -> None:
-    """Serve a fine-tuned LLM as an authenticated, autoscaling HTTPS endpoint."""
-    ctx.obj = Context(output=output, project_dir=project_dir.resolve(), debug=debug)
+_EPILOG = """\b
+Global options (--output, --project-dir, --debug) go before or after the command.
+Shell completion: add to ~/.bashrc
+  eval "$(_ACA_INFER_COMPLETE=bash_source aca-infer)"
+(zsh: zsh_source in ~/.zshrc; fish: _ACA_INFER_COMPLETE=fish_source aca-infer | source)"""
 
 
-pass_state = click.make_pass_decorator(Context)
+@click.group(cls=Cli, epilog=_EPILOG)
+@click.version_option(package_name="aca-infer", prog_name="aca-infer")
+def cli() -> None:
+    """Serve a fine-tuned LLM as an authenticated, autoscaling HTTPS endpoint.
+
+    \b
+    Examples:
+      aca-infer init                   # in an AI Toolkit project: add what aca-infer needs
+      aca-infer up                     # provision on Azure and deploy the server
+      aca-infer up --target local      # the same on this machine
+      aca-infer deploy --output json   # global options go anywhere
+    """
 
 
 def _target(state: Context, name: str) -> Any:
@@ -165,12 +265,17 @@ def _provision(
     deploy_follows: bool = False,
     **azure_options: Any,
 ) -> Any:
-    from provision.targets import ProvisionSettings
+    from provision.assets import templates
+    from provision.project import remember_target
+    from provision.targets import ProvisionResult, ProvisionSettings
 
     given = [f"--{name.replace('_', '-')}" for name, value in azure_options.items() if value]
     if target != "azure" and given:
         raise click.UsageError(f"{given[0]} is an option of --target azure")
     ask = _prompt if sys.stdin.isatty() else None
+    passed_over = templates(state.project_dir).note  # the AI Toolkit's own template
+    if passed_over:
+        state.progress(passed_over)
     settings = ProvisionSettings(
         target=target,
         set_flags=set_flags,
@@ -179,7 +284,10 @@ def _provision(
         ask=ask,
         **azure_options,
     )
-    return _target(state, target).provision(settings, state.progress)
+    result = _target(state, target).provision(settings, state.progress)
+    if isinstance(result, ProvisionResult):  # not a plan (a dry run provisions nothing)
+        remember_target(state.project_dir, target)
+    return result
 
 
 def _prompt(question: str) -> str:
@@ -189,10 +297,11 @@ def _prompt(question: str) -> str:
 def _deploy_settings(
     state: Context, app_dir: Path | None, ready_timeout: float, break_lock: bool, restart: bool
 ) -> Any:
+    from provision.assets import app_dir as chosen_app_dir
     from provision.deploy import DeploySettings
 
     return DeploySettings(
-        source_dir=(app_dir or state.project_dir / "inference_app").resolve(),
+        source_dir=chosen_app_dir(state.project_dir, app_dir),
         ready_timeout=ready_timeout,
         break_lock=break_lock,
         restart=restart,
@@ -252,6 +361,10 @@ def azure_options(command: F) -> F:
 @target_option
 @set_option
 @azure_options
+@examples(
+    "aca-infer provision",
+    "aca-infer provision --target local --set localPort=8080",
+)
 @pass_state
 def provision(state: Context, target: str, set_flags: tuple[str, ...], **azure: Any) -> None:
     """Create or update the infrastructure and write the config."""
@@ -261,6 +374,11 @@ def provision(state: Context, target: str, set_flags: tuple[str, ...], **azure: 
 @cli.command()
 @target_option
 @deploy_options
+@examples(
+    "aca-infer deploy",
+    "aca-infer deploy --target local --output json",
+    "aca-infer deploy --app-dir ./my_server   # a custom server package",
+)
 @pass_state
 def deploy(state: Context, target: str, **options: Any) -> None:
     """Sync the inference code to the share as a new release and restart the replica."""
@@ -271,6 +389,10 @@ def deploy(state: Context, target: str, **options: Any) -> None:
 @target_option
 @set_option
 @deploy_options
+@examples(
+    "aca-infer up",
+    "aca-infer up --target local --set modelPath=model-cache/aca-infer/tiny-phi3",
+)
 @pass_state
 def up(state: Context, target: str, set_flags: tuple[str, ...], **options: Any) -> None:
     """Provision, then deploy."""
@@ -290,6 +412,7 @@ def up(state: Context, target: str, set_flags: tuple[str, ...], **options: Any) 
     metavar="RELEASE",
     help="The release to roll out (see `aca-infer releases`) [default: the previous one].",
 )
+@examples("aca-infer rollback", "aca-infer rollback --to r-1a2b3c4d5e6f --target local")
 @pass_state
 def rollback(state: Context, target: str, ready_timeout: float, to: str | None) -> None:
     """Roll out an earlier release beside the running one; it takes over once ready."""
@@ -301,6 +424,7 @@ def rollback(state: Context, target: str, ready_timeout: float, to: str | None) 
 
 @cli.command()
 @target_option
+@examples("aca-infer releases", "aca-infer --output json releases --target local")
 @pass_state
 def releases(state: Context, target: str) -> None:
     """List the releases kept on the share (id, date, size, files) and which one is live."""
@@ -329,6 +453,10 @@ def releases(state: Context, target: str) -> None:
     "--name",
     default=None,
     help="The adapter's folder under models/ on the share [default: qlora/qlora/gpu_model].",
+)
+@examples(
+    "aca-infer upload-model --base ./model-cache/microsoft/Phi-3-mini-4k-instruct "
+    "--adapter ./models/qlora/qlora/gpu_model/adapter"
 )
 @pass_state
 def upload_model(
@@ -360,10 +488,15 @@ def upload_model(
 @cli.command()
 @target_option
 @click.option("--purge", is_flag=True, help="Also delete the model files on the local share.")
+@examples("aca-infer down", "aca-infer down --target local --purge")
 @pass_state
 def down(state: Context, target: str, purge: bool) -> None:
     """Stop the replica and remove what provision created."""
-    _show(state, _target(state, target).down(purge, state.progress), target)
+    from provision.project import forget_target
+
+    result = _target(state, target).down(purge, state.progress)
+    forget_target(state.project_dir, target)
+    _show(state, result, target)
 
 
 @cli.command()
@@ -373,6 +506,10 @@ def down(state: Context, target: str, purge: bool) -> None:
 @click.option("--model", default=None, help="Base model or adapter id (see /v1/models).")
 @click.option("--max-tokens", type=int, default=64, show_default=True)
 @click.option("--temperature", type=float, default=None, help="0 for greedy decoding.")
+@examples(
+    'aca-infer invoke --message "Hello! Who are you?"',
+    'aca-infer invoke -m "Summarise LoRA in one line" --model qlora --temperature 0',
+)
 @pass_state
 def invoke(
     state: Context,
@@ -398,6 +535,7 @@ def invoke(
 
 @cli.command()
 @target_option
+@examples("aca-infer status", "aca-infer status --target local --output json")
 @pass_state
 def status(state: Context, target: str) -> None:
     """Show the endpoint, the replica's state and the live release."""
@@ -409,6 +547,7 @@ def status(state: Context, target: str) -> None:
 @cli.command()
 @target_option
 @click.option("--lines", "-n", type=click.IntRange(min=1), default=40, show_default=True)
+@examples("aca-infer logs", "aca-infer logs --target local -n 100")
 @pass_state
 def logs(state: Context, target: str, lines: int) -> None:
     """Print the replica's latest log lines."""
@@ -418,16 +557,69 @@ def logs(state: Context, target: str, lines: int) -> None:
 
 
 @cli.group()
+@examples("aca-infer keys show")
 def keys() -> None:
     """The endpoint's API keys."""
 
 
 @keys.command("show")
 @target_option
+@examples("aca-infer keys show", "aca-infer keys show --target local --output json")
 @pass_state
 def keys_show(state: Context, target: str) -> None:
     """Print the primary and secondary API keys (secrets: keep them out of logs)."""
     _show(state, _target(state, target).keys(), target)
+
+
+@cli.command()
+@click.option(
+    "--eject",
+    is_flag=True,
+    help="Also write aca-infer's Bicep templates into infra/provision/, to change them there.",
+)
+@examples("aca-infer init", "aca-infer init --eject")
+@pass_state
+def init(state: Context, eject: bool) -> None:
+    """Add what aca-infer needs to this project; existing files are never overwritten.
+
+    Writes infra/provision/inference.parameters.json with every parameter and its meaning
+    (when the project has none) and puts .aca-infer/ in .gitignore. An AI Toolkit project's
+    parameters file and infra/finetuning.config.json are read as they are.
+    """
+    from provision.project_init import init_project
+
+    _show(state, init_project(state.project_dir, eject), "")
+
+
+@cli.group()
+@examples("aca-infer local demo-model")
+def local() -> None:
+    """Helpers for the local target (a folder as the share, a local process as the replica)."""
+
+
+@local.command("demo-model")
+@click.option(
+    "--share-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The share to write into [default: the local target's, .aca-infer/local/share].",
+)
+@examples(
+    "aca-infer local demo-model",
+    "aca-infer up --target local --set modelPath=model-cache/aca-infer/tiny-phi3",
+)
+@pass_state
+def local_demo_model(state: Context, share_dir: Path | None) -> None:
+    """Write a tiny Phi-3 model and a LoRA adapter (random weights) into the local share.
+
+    The local target needs a model; this one loads in seconds on a CPU. Needs the serving
+    packages: pip install 'aca-infer[serve]'.
+    """
+    from provision.demo_model import write_demo_model
+    from provision.local.target import LocalTarget
+
+    destination = share_dir if share_dir is not None else LocalTarget(state.project_dir).share_dir
+    _show(state, write_demo_model(destination), "local")
 
 
 def main() -> None:

@@ -1,8 +1,13 @@
-"""Deploy: sync the inference code to the share as a release, switch to it, restart, verify.
+"""Deploy: sync the inference code to the share as a release, roll it out, verify, switch.
 
-Guarantees (DESIGN.md "Share layout"): unchanged files are never uploaded again; `current` is
-switched last and atomically, so a replica never starts on a half-written release; a release that
-fails readiness is rolled back to `previous`.
+Guarantees (DESIGN.md "Share layout"): unchanged files are never uploaded again; a manifest is
+written only after every body it names, so a replica never starts on a half-written release; the
+new release is rolled out beside the running one (`Replica.roll_out`, pinned to its id) and
+takes over only once ready; `current` is switched after that, so it always names what serves.
+A release that fails readiness never takes over: the old one kept serving and `current` is
+unchanged (exit 5). `--restart` restarts in place and, on failure, starts the previous release
+again. One deploy at a time (`deploy_lock`, which heals when its holder dies); the last
+`KEEP_RELEASES` releases stay on the share for `rollback --to` (`release_history`).
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
+from provision.assets import APP_PACKAGE, bootstrap_source
 from provision.deploy_lock import deploy_lock
 from provision.errors import AcaInferError, InputError, NotReadyError, OperationError
 from provision.release import (
@@ -46,7 +51,6 @@ from provision.wheelhouse import (
     wheelhouse_path,
 )
 
-APP_PACKAGE = "inference_app"
 UPLOAD_WORKERS = 8
 UPLOAD_PROGRESS_EVERY = 50
 
@@ -65,7 +69,7 @@ class DeploySettings:
         if not (self.source_dir / "__main__.py").is_file():
             raise InputError(
                 f"--app-dir {self.source_dir}: no {APP_PACKAGE} package there (missing "
-                "__main__.py); run from the aca-infer checkout or pass --project-dir"
+                "__main__.py); pass the folder of a server package"
             )
         if self.ready_timeout <= 0:
             raise InputError("--ready-timeout must be a positive number of seconds")
@@ -105,10 +109,6 @@ class RollbackResult:
     previous_release: str
     endpoint: str
     ready: bool
-
-
-def bootstrap_source() -> bytes:
-    return resources.files("provision").joinpath("share_files/bootstrap.py").read_bytes()
 
 
 def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:

@@ -9,8 +9,10 @@ from typing import Any
 import click
 
 from provision.client import InvokeResult, StatusResult
+from provision.demo_model import BASE_MODEL_RELPATH, DemoModel, summary_lines
 from provision.deploy import DeployResult, ReleasesResult, RollbackResult
 from provision.model_upload import UploadModelResult
+from provision.project_init import InitResult
 from provision.targets import ApiKeys, DownResult, LogsResult, ProvisionPlan, ProvisionResult
 
 
@@ -118,6 +120,22 @@ def text(result: Any, target: str) -> str:
         )
     if isinstance(result, LogsResult):
         return "\n".join(result.lines)
+    if isinstance(result, InitResult):
+        lines = [f"Created {path}" for path in result.created]
+        lines += [f"Updated {path}" for path in result.updated]
+        lines += [f"Kept {path} (exists; never overwritten)" for path in result.kept]
+        lines += [f"note: {note}" for note in result.notes]
+        if not result.created and not result.updated:
+            lines.insert(0, f"Nothing to add in {result.project_dir}.")
+        lines.append("Next: aca-infer up   (Azure; add --target local to try it on this machine)")
+        return "\n".join(lines)
+    if isinstance(result, DemoModel):
+        return "\n".join(
+            [
+                *summary_lines(result),
+                f"Serve it: aca-infer up --target local --set modelPath={BASE_MODEL_RELPATH}",
+            ]
+        )
     if isinstance(result, ApiKeys):
         return f"primary:   {result.primary}\nsecondary: {result.secondary}"
     if isinstance(result, dict):

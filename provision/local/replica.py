@@ -48,6 +48,9 @@ FRONT_LOG = "front.log"
 LOG_FILE = "replica.log"
 
 STOP_GRACE_SECONDS = 10.0
+# How long a take-over lets the old replica finish its requests (streams included) before
+# stopping it: the longest request Azure's ingress lets through (240 s idle timeout).
+DRAIN_SECONDS = 240.0
 FRONT_START_SECONDS = 20.0
 FAILED_LOG_LINES = 15
 
@@ -303,9 +306,11 @@ class LocalReplica:
         state: dict[str, Any] = response.json()
         return state
 
-    def _drain(self, front: FrontRecord, port: int) -> None:
-        """Wait until the proxy has no request in flight to `port` (bounded by the grace)."""
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
+    def _drain(self, front: FrontRecord, port: int, progress: Progress) -> None:
+        """Wait until the proxy has no request in flight to `port` (at most DRAIN_SECONDS)."""
+        if str(port) in self._control(front)["in_flight"]:
+            progress(f"let the old replica finish its requests (at most {DRAIN_SECONDS:.0f}s)")
+        deadline = time.monotonic() + DRAIN_SECONDS
         while str(port) in self._control(front)["in_flight"] and time.monotonic() < deadline:
             time.sleep(0.05)
 
@@ -348,7 +353,7 @@ class LocalReplica:
         self._control(front, new.private_port)
         self._promote(new)
         progress(f"release {release} took over {self.launch.endpoint}; stop {old.release}")
-        self._drain(front, old.private_port)
+        self._drain(front, old.private_port, progress)
         _kill_group(old.pid)
         (self.state_dir / old.log_file).unlink(missing_ok=True)
         return ReadyState(True)

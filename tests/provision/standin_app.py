@@ -36,6 +36,14 @@ class Handler(BaseHTTPRequestHandler):
             })
         if self.path == "/ready":
             return self._send(200, {"ready": True, "reason": ""})
+        if self.path.startswith("/slow?gate="):
+            # A long request: answers once the file named by `gate` exists.
+            import pathlib, time
+            gate = pathlib.Path(self.path.split("=", 1)[1])
+            pathlib.Path(str(gate) + ".started").write_text("")
+            while not gate.exists():
+                time.sleep(0.01)
+            return self._send(200, {"release": os.environ["ACA_INFER_RELEASE"]})
         self._send(404, {"error": {"message": "not found"}})
 
     def do_POST(self):

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from provision.cli import cli
 from provision.local.replica import pid_alive
-from tests.inference_app.servers import free_port
+from tests.inference_app.servers import free_port, wait_until
 from tests.provision.foreign_server import foreign_server
 from tests.provision.standin_app import write_model_files, write_standin_app
 
@@ -31,6 +31,7 @@ class Project:
         self.runner = CliRunner()
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        env = {"ACA_INFER_TARGET": "local", **(env or {})}  # the default target is azure
         return self.runner.invoke(
             cli, ["--project-dir", str(self.root), *args], env=env, catch_exceptions=False
         )
@@ -182,6 +183,40 @@ def test_a_client_loop_sees_no_failure_during_a_deploy(project: Project) -> None
     assert httpx.get(first["endpoint"] + "/health").json()["release"] == second["release"]
 
 
+def test_a_request_in_flight_during_a_take_over_finishes_on_the_old_replica(
+    project: Project,
+) -> None:
+    provisioned(project)
+    first = project.json("deploy", "--ready-timeout", "60")
+    old_pid = project.replica_pid()
+    gate = project.root / "gate"
+    slow: list[httpx.Response] = []
+    request = threading.Thread(
+        target=lambda: slow.append(httpx.get(f"{first['endpoint']}/slow?gate={gate}", timeout=60))
+    )
+    request.start()
+    wait_until(lambda: Path(f"{gate}.started").exists(), 30, "the old replica to get it")
+    (project.root / "inference_app/extra.py").write_text("# a change\n")
+    deployed: list[dict] = []
+    deploying = threading.Thread(
+        target=lambda: deployed.append(project.json("deploy", "--ready-timeout", "60"))
+    )
+    deploying.start()
+    second = _release_id_after_change(project)
+
+    def new_release_answers() -> bool:
+        return httpx.get(first["endpoint"] + "/health").json()["release"] == second
+
+    wait_until(new_release_answers, 60, "the take-over")
+    assert pid_alive(old_pid) and deploying.is_alive()  # the old one drains, not killed
+    gate.write_text("")
+    request.join()
+    deploying.join()
+    assert slow[0].status_code == 200 and slow[0].json()["release"] == first["release"]
+    assert deployed[0]["release"] == second
+    assert not pid_alive(old_pid)
+
+
 def test_release_that_crashes_at_import_exits_5_while_the_old_one_keeps_serving(
     project: Project,
 ) -> None:
@@ -252,6 +287,10 @@ def test_rollback_and_releases_through_the_cli(project: Project) -> None:
     assert httpx.get(first["endpoint"] + "/health").json()["release"] == first["release"]
     text = project.run("releases")
     assert text.exit_code == 0 and f"{first['release']}" in text.stdout
+    unknown = project.run("rollback", "--to", "r-000000000000")
+    assert one_line_error(unknown, 2) == (
+        "error: --to r-000000000000: no such release on the share; `aca-infer releases` lists them"
+    )
 
 
 def _release_id_after_change(project: Project) -> str:
