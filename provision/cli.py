@@ -269,13 +269,13 @@ def _provision(
     from provision.project import remember_target
     from provision.targets import ProvisionResult, ProvisionSettings
 
-    passed_over = templates(state.project_dir).note  # the AI Toolkit's own template
-    if passed_over:
-        state.progress(passed_over)
     given = [f"--{name.replace('_', '-')}" for name, value in azure_options.items() if value]
     if target != "azure" and given:
         raise click.UsageError(f"{given[0]} is an option of --target azure")
     ask = _prompt if sys.stdin.isatty() else None
+    passed_over = templates(state.project_dir).note  # the AI Toolkit's own template
+    if passed_over:
+        state.progress(passed_over)
     settings = ProvisionSettings(
         target=target,
         set_flags=set_flags,

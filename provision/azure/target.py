@@ -1,17 +1,18 @@
 """The azure target: provision = resolve → validate → preflight → compile → deploy → config.
 
-The share (Azure Files) and the replica (container app revisions) that `deploy` needs are not
-part of this target yet; asking for them raises a PrerequisiteError that says so.
+Deploy works on the share (Azure Files, share.py) and the replica (the container app's
+revisions, replica.py) named by what provision wrote in infra/inference.config.json.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from provision.azure.arm import Arm
+from provision.azure.arm import Arm, azure_errors
 from provision.azure.bicep import compile_template
 from provision.azure.deployment import (
     DeploymentRecord,
@@ -23,9 +24,11 @@ from provision.azure.deployment import (
 from provision.azure.naming import check_subscription_id
 from provision.azure.preflight import CREATED_BY, CREATED_BY_TAG, Preflight, run_preflight
 from provision.azure.profiles import cold_start_note
+from provision.azure.replica import AzureReplica, container_env
 from provision.azure.request import SECURE_PARAMETERS, ProvisionRequest, build_request
 from provision.azure.scope import PUBLIC_ARM_ENDPOINT, Scope, ScopeFlags, arm_endpoint
-from provision.errors import OperationError, PrerequisiteError
+from provision.azure.share import AzureShare, ShareLocation
+from provision.errors import InputError, OperationError, PrerequisiteError
 from provision.fsutil import read_json, write_json_atomic
 from provision.keys import PRIMARY, SECONDARY, generate_keys
 from provision.parameters import template_path
@@ -102,27 +105,42 @@ class AzureTarget:
             )
         return ApiKeys(primary=secrets[PRIMARY], secondary=secrets[SECONDARY])
 
-    @property
-    def share(self) -> NoReturn:
-        raise PrerequisiteError(
-            NOT_YET.format(
-                what="share (Azure Files sync)",
-                instead="copy files with `az storage file upload-batch` for now",
-            )
-        )
+    @cached_property
+    def _deploy_arm(self) -> tuple[Arm, dict[str, Any]]:
+        arm, config = self._arm_from_config()
+        arm.check_credential()
+        return arm, config
 
-    @property
-    def replica(self) -> NoReturn:
-        raise PrerequisiteError(
-            NOT_YET.format(
-                what="replica (revision roll-out, logs)",
-                instead="use `az containerapp revision restart` and `az containerapp logs show`",
-            )
-        )
+    @cached_property
+    def share(self) -> AzureShare:
+        arm, config = self._deploy_arm
+        account, name = str(config["STORAGE_ACCOUNT_NAME"]), str(config["FILE_SHARE_NAME"])
+        with azure_errors(f"reading storage account {account}"):
+            properties = arm.storage.storage_accounts.get_properties(arm.group, account)
+        endpoint = str(properties.primary_endpoints.file)
+        return AzureShare(ShareLocation(account, name, endpoint), arm)
+
+    @cached_property
+    def replica(self) -> AzureReplica:
+        arm, config = self._deploy_arm
+        return AzureReplica(arm, str(config["ACA_APP_NAME"]), self.endpoint())
 
     def check_deployable(self) -> None:
-        self._config()
-        self.share  # noqa: B018 - raises: deploy needs the share, which is not built yet
+        """The model and the adapter the app's template names are on the share."""
+        template = self.replica.template()
+        env = container_env(template)
+        for parameter, variable, marker in (
+            ("modelPath", "ACA_INFER_MODEL_PATH", "config.json"),
+            ("adapterPath", "ACA_INFER_ADAPTER_PATH", "adapter_config.json"),
+        ):
+            path = env.get(variable, "").strip("/")
+            if not path:
+                continue  # a template without it serves what the server defaults to
+            if not self.share.exists(f"{path}/{marker}"):
+                raise InputError(
+                    f"{parameter} {path!r}: no {marker} at {path}/ on {self.share.describe()}; "
+                    f"copy it there, or provision with --set {parameter}=..."
+                )
 
     def down(self, purge: bool, progress: Progress) -> DownResult:
         raise PrerequisiteError(
@@ -144,8 +162,6 @@ class AzureTarget:
         flags = ScopeFlags(
             settings.subscription, settings.resource_group, settings.location, settings.arm_endpoint
         )
-        if settings.deploy_follows:
-            self.share  # noqa: B018 - raises before anything is created: deploy cannot follow
         request = build_request(self.project_dir, settings.set_flags, environ, flags, settings.ask)
         if settings.dry_run:
             return ProvisionPlan(target=self.name, request=request.describe())
