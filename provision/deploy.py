@@ -13,6 +13,7 @@ again. One deploy at a time (`deploy_lock`, which heals when its holder dies); t
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from provision.errors import AcaInferError, InputError, NotReadyError, Operation
 from provision.release import (
     BOOTSTRAP,
     CURRENT,
+    LOCK,
     PREVIOUS,
     FileEntry,
     Manifest,
@@ -33,6 +35,7 @@ from provision.release import (
     sha256_bytes,
 )
 from provision.release_history import (
+    HistoryEntry,
     ReleaseInfo,
     list_releases,
     previous_of,
@@ -138,14 +141,19 @@ def _upload_bodies(
                 progress(f"uploaded {done_files}/{len(bodies)} files, {done_bytes} bytes")
 
 
-def _bodies_on_share(share: Share, manifest: Manifest, known: set[str]) -> set[str]:
+def _bodies_on_share(share: Share, manifest: Manifest, known: set[str] | None) -> set[str]:
     """Which of the manifest's bodies the share holds, given bodies `known` to be there (those
     of the live release's manifest: a manifest is written only after all its bodies, and pruning
     keeps the bodies of the releases it keeps). Only the folders of the others are listed, so a
-    redeploy costs a few listings on a remote share whatever the tree's size."""
-    wanted = {object_path(e.sha256) for e in manifest.files.values()} - known
-    found = set(known)
-    for folder in sorted({path.rsplit("/", 1)[0] for path in wanted}):
+    redeploy costs a few listings on a remote share whatever the tree's size. Beside a live
+    release, a folder that could spare only one upload is not listed: a body the live release
+    lacks is rarely there, and the listing would cost a request of its own (a body that is
+    there is written again whole, atomically, with the same content)."""
+    wanted = {object_path(e.sha256) for e in manifest.files.values()} - (known or set())
+    found = set(known or set())
+    least = 1 if known is None else 2
+    folders = Counter(path.rsplit("/", 1)[0] for path in wanted)
+    for folder in sorted(folder for folder, count in folders.items() if count >= least):
         found.update(share.list_files(folder))
     return found
 
@@ -160,7 +168,7 @@ def upload_missing(
 ) -> tuple[int, int]:
     """Write the bodies of `manifest` that the share lacks (by content); returns the number of
     files they stand for and the bytes written. `known`: a manifest whose bodies are there."""
-    present = {object_path(e.sha256) for e in known.files.values()} if known else set()
+    present = {object_path(e.sha256) for e in known.files.values()} if known else None
     existing = _bodies_on_share(share, manifest, present)
     changed = [
         p for p, e in sorted(manifest.files.items()) if object_path(e.sha256) not in existing
@@ -195,8 +203,9 @@ def sync_release(
         bytes_uploaded += len(bootstrap)
     else:
         unchanged += 1
-    already_there = current is not None and manifest.release_id == current_release
-    if not already_there and not share.exists(release_path(manifest.release_id)):
+    # Written again when it is there already (a release made live before): one atomic write
+    # costs less than asking first on every deploy of a new release.
+    if current is None or manifest.release_id != current_release:
         share.write_bytes(release_path(manifest.release_id), manifest.to_json())
     deleted = len(set(current.files) - set(manifest.files)) if current else 0
     return SyncStats(uploaded, unchanged, deleted, bytes_uploaded)
@@ -233,14 +242,14 @@ def sync_wheelhouse(
     return uploaded
 
 
-def _switch(share: Share, current: str, previous: str | None) -> None:
+def _switch(share: Share, current: str, previous: str | None) -> list[HistoryEntry]:
     """Name the live release. Only after the replica on it is ready (it is pinned, so it never
     needed `current`): a deploy stopped at any point leaves `current` naming what serves."""
     # `previous` first: if we stop between the two writes, `current` still names a whole release.
     if previous is not None and previous != current:
         share.write_bytes(PREVIOUS, previous.encode())
     share.write_bytes(CURRENT, current.encode())
-    record_live(share, current)
+    return record_live(share, current)
 
 
 def _restart_and_wait(
@@ -276,6 +285,27 @@ def build_release(source_dir: Path, spec: RuntimeSpec) -> tuple[Manifest, Callab
     return manifest, read_body
 
 
+def _already_live(
+    target: Target, manifest: Manifest, settings: DeploySettings, progress: Progress
+) -> tuple[DeployResult | None, bool]:
+    """A redeploy of what is live, found without taking the lock (which costs a remote share
+    six requests): `current` names this very release, no deploy is under way, the bootstrap is
+    this CLI's and the replica on it is ready. Writes nothing. Returns the result, or None and
+    whether the replica was awaited in vain (the locked path then does not wait again)."""
+    share, new = target.share, manifest.release_id
+    if read_text_or_none(share, CURRENT) != new or share.exists(LOCK):
+        return None, False  # a deploy holding the lock: the locked path names its holder
+    if read_bytes_or_none(share, BOOTSTRAP) != bootstrap_source():
+        return None, False
+    if target.replica.settings_changed() or not target.replica.is_running():
+        return None, False
+    if not target.replica.wait_ready(settings.ready_timeout, progress).ready:
+        return None, True
+    progress(f"release {new} is already live; nothing to upload or restart")
+    stats = SyncStats(0, len(manifest.files) + 1, 0, 0)  # + 1: the bootstrap
+    return _result(target, new, read_text_or_none(share, PREVIOUS), stats, False), False
+
+
 def deploy(target: Target, settings: DeploySettings, progress: Progress) -> DeployResult:
     target.check_deployable()
     share = target.share
@@ -284,6 +314,11 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
         serve_requirements() if requirements is None else requirements, target.image_platform()
     )
     manifest, read_body = build_release(settings.source_dir, spec)
+    awaited_in_vain = False
+    if not (settings.restart or settings.break_lock):
+        live, awaited_in_vain = _already_live(target, manifest, settings, progress)
+        if live is not None:
+            return live
     with deploy_lock(share, progress, settings.break_lock) as lock:
         current = read_text_or_none(share, CURRENT)
         # The wheels first: a release on the share always names a complete wheelhouse.
@@ -300,7 +335,8 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
         if changed:
             progress(f"{', '.join(changed)} changed since the replica started: restart to apply")
         running = target.replica.is_running()
-        if current == new and not (settings.restart or changed) and running:
+        unchanged = current == new and not (settings.restart or changed) and running
+        if unchanged and not awaited_in_vain:
             state = target.replica.wait_ready(settings.ready_timeout, progress)
             if state.ready:
                 progress(f"release {new} is already live; nothing to restart")
@@ -315,8 +351,8 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
             state = _roll_out(target, new, settings.ready_timeout, progress)
             if not state.ready:
                 raise _kept_serving(new, current, running, state)
-        _switch(share, new, previous)
-        prune(share)
+        history = _switch(share, new, previous)
+        prune(share, history, new)
         return _result(target, new, previous, stats, True)
 
 

@@ -123,14 +123,20 @@ class DeployLock:
         self.info = info
         self._stop = threading.Event()
         self._lost: str | None = None
+        self._beaten = False  # whether a heartbeat file was written (and must be deleted)
         self._thread = threading.Thread(
             target=self._beat, args=(heartbeat_seconds,), name="deploy-lock-heartbeat", daemon=True
         )
         self._thread.start()
 
     def _owned(self) -> bool:
-        found = _read(self.share)
-        return found is not None and found[1] is not None and found[1].token == self.info.token
+        """Whether the lock file still names this holder (the token is in the lock file
+        itself: one read, no heartbeat needed)."""
+        try:
+            info = _parse(self.share.read_bytes(LOCK))
+        except (OSError, KeyError):
+            return False
+        return info is not None and info.token == self.info.token
 
     def _beat(self, every: float) -> None:
         while not self._stop.wait(every):
@@ -138,6 +144,7 @@ class DeployLock:
                 self._lost = "another deploy took the lock over (this one looked dead)"
                 return
             with contextlib.suppress(OSError):  # a missed beat is fine; the next one retries
+                self._beaten = True  # set first: a write cut short may still leave the file
                 self.share.write_bytes(_beat_path(self.info.token), str(time.time()).encode())
 
     def check(self) -> None:
@@ -150,7 +157,8 @@ class DeployLock:
         self._thread.join()
         if self._owned():
             self.share.delete(LOCK)
-        self.share.delete(_beat_path(self.info.token))
+        if self._beaten:
+            self.share.delete(_beat_path(self.info.token))
 
 
 def _new_info() -> LockInfo:

@@ -50,11 +50,14 @@ def load_history(share: Share) -> list[HistoryEntry]:
         return []  # a damaged history only loses dates: releases are still found by listing
 
 
-def record_live(share: Share, release: str) -> None:
+def record_live(share: Share, release: str) -> list[HistoryEntry]:
+    """Append `release` as made live now; returns the history as written."""
     entries = [e for e in load_history(share) if e.release != release]
     entries.append(HistoryEntry(release, datetime.now(UTC).isoformat(timespec="seconds")))
-    body = [{"release": e.release, "deployed_at": e.deployed_at} for e in entries[-50:]]
+    entries = entries[-50:]
+    body = [{"release": e.release, "deployed_at": e.deployed_at} for e in entries]
     share.write_bytes(HISTORY, json.dumps(body, indent=1).encode())
+    return entries
 
 
 def release_ids_on_share(share: Share) -> list[str]:
@@ -63,11 +66,15 @@ def release_ids_on_share(share: Share) -> list[str]:
     ]
 
 
-def kept_releases(share: Share) -> list[str]:
-    """The releases to keep, newest first: the last KEEP_RELEASES made live, and `current`."""
-    newest_first = [e.release for e in reversed(load_history(share))]
+def kept_releases(
+    share: Share, history: list[HistoryEntry] | None = None, current: str | None = None
+) -> list[str]:
+    """The releases to keep, newest first: the last KEEP_RELEASES made live, and `current`
+    (both read from the share unless the caller has just written them)."""
+    history = load_history(share) if history is None else history
+    newest_first = [e.release for e in reversed(history)]
     kept = newest_first[:KEEP_RELEASES]
-    current = read_text_or_none(share, CURRENT)
+    current = read_text_or_none(share, CURRENT) if current is None else current
     if current is not None and current not in kept:
         kept.insert(0, current)
     return kept
@@ -90,16 +97,23 @@ def _wheelhouse_of(share: Share, manifest: Manifest) -> str | None:
     return key
 
 
-def prune(share: Share) -> None:
+def prune(
+    share: Share, history: list[HistoryEntry] | None = None, current: str | None = None
+) -> None:
     """Delete releases beyond the kept ones and the wheelhouses no kept release uses, then the
     bodies only they used. Bodies are found from the manifests, never by listing every object
     folder (hundreds of requests on a remote share); a body no manifest ever named (a deploy
-    killed mid-upload) stays, and the next deploy of that content reuses it."""
-    keep = set(kept_releases(share))
+    killed mid-upload) stays, and the next deploy of that content reuses it. When no release
+    is dropped nothing else is read (one listing): a wheelhouse no release names (a deploy
+    killed after its wheels) waits for the next prune that drops a release."""
+    keep = set(kept_releases(share, history, current))
+    on_share = release_ids_on_share(share)
+    if set(on_share) <= keep:
+        return
     keep_objects: set[str] = set()
     dropped_objects: set[str] = set()
     keep_wheelhouses: set[str] = set()
-    for release in release_ids_on_share(share):
+    for release in on_share:
         manifest = Manifest.from_json(share.read_bytes(release_path(release)))
         bodies = {object_path(e.sha256) for e in manifest.files.values()}
         if release in keep:
