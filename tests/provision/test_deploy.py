@@ -22,7 +22,7 @@ from provision.release import (
     sha256_bytes,
 )
 from provision.share import read_text_or_none
-from provision.wheelhouse import RUNTIME_FILE
+from tests.provision.app_trees import apply_tree, local_tree, remote_tree, trees
 from tests.provision.fakes import FakeTarget
 
 # Every release holds its code plus one record of the packages it needs (RUNTIME_FILE).
@@ -34,37 +34,9 @@ def quiet(message: str) -> None:
 
 
 def write_app(app: Path, files: dict[str, str]) -> None:
-    for old in sorted(app.rglob("*"), reverse=True):
-        if old.is_file():
-            old.unlink()
     app.mkdir(parents=True, exist_ok=True)
     (app / "__main__.py").write_text("print('serve')\n")
-    for name, body in files.items():
-        (app / name).parent.mkdir(parents=True, exist_ok=True)
-        (app / name).write_text(body)
-
-
-def remote_tree(target: FakeTarget) -> dict[str, bytes]:
-    """What the replica would see of the code: the current release, materialised from the share
-    (without the record of its requirements, RUNTIME_FILE, which test_wheelhouse covers)."""
-    share = target.share
-    release = read_text_or_none(share, CURRENT)
-    assert release is not None
-    manifest = Manifest.from_json(share.read_bytes(release_path(release)))
-    tree = {}
-    for path, entry in manifest.files.items():
-        if path == RUNTIME_FILE:
-            continue
-        tree[path] = share.read_bytes(f"{OBJECTS_DIR}/{entry.sha256[:2]}/{entry.sha256}")
-    return tree
-
-
-def local_tree(app: Path) -> dict[str, bytes]:
-    return {
-        f"inference_app/{p.relative_to(app).as_posix()}": p.read_bytes()
-        for p in app.rglob("*")
-        if p.is_file()
-    }
+    apply_tree(app, files, keep=frozenset({"__main__.py"}))
 
 
 @pytest.fixture
@@ -79,7 +51,7 @@ def test_first_deploy_uploads_everything_and_switches(tmp_path: Path, target: Fa
     assert result.uploaded == 3 + RECORD + 1  # three files, the record and the bootstrap
     assert result.unchanged == 0 and result.previous_release is None and result.ready
     assert read_text_or_none(target.share, CURRENT) == result.release
-    assert remote_tree(target) == local_tree(app)
+    assert remote_tree(target.share) == local_tree(app)
     assert target.replica.started_on == [result.release]
     assert not target.share.exists(LOCK)
 
@@ -153,7 +125,7 @@ def test_rollback_on_demand_swaps_current_and_previous(tmp_path: Path, target: F
     two = deploy(target, DeploySettings(app), quiet).release
     result = rollback(target, 5.0, quiet)
     assert (result.release, result.previous_release) == (one, two)
-    assert remote_tree(target)["inference_app/a.py"] == b"one"
+    assert remote_tree(target.share)["inference_app/a.py"] == b"one"
 
 
 def test_rollback_to_any_kept_release_and_the_last_five_are_kept(
@@ -173,7 +145,7 @@ def test_rollback_to_any_kept_release_and_the_last_five_are_kept(
     assert live.files["inference_app/a.py"].size == 1
     result = rollback(target, 5.0, quiet, to=ids[2])
     assert (result.release, result.previous_release) == (ids[2], ids[6])
-    assert remote_tree(target)["inference_app/a.py"] == b"3"
+    assert remote_tree(target.share)["inference_app/a.py"] == b"3"
     with pytest.raises(InputError, match=f"--to {ids[0]}: no such release"):
         rollback(target, 5.0, quiet, to=ids[0])
 
@@ -224,7 +196,7 @@ def test_compiled_files_and_caches_are_not_shipped(tmp_path: Path, target: FakeT
     app = tmp_path / "inference_app"
     write_app(app, {"a.py": "A", "__pycache__/a.cpython-311.pyc": "x", ".hidden": "h"})
     deploy(target, DeploySettings(app), quiet)
-    assert set(remote_tree(target)) == {"inference_app/__main__.py", "inference_app/a.py"}
+    assert set(remote_tree(target.share)) == {"inference_app/__main__.py", "inference_app/a.py"}
 
 
 def test_only_the_last_five_releases_are_kept(tmp_path: Path, target: FakeTarget) -> None:
@@ -257,7 +229,7 @@ def test_virtualenvs_dot_folders_and_acainferignore_are_not_shipped(
         },
     )
     deploy(target, DeploySettings(app), quiet)
-    assert set(remote_tree(target)) == {
+    assert set(remote_tree(target.share)) == {
         "inference_app/__main__.py",
         "inference_app/a.py",
         "inference_app/notes/keep.md",
@@ -269,10 +241,6 @@ def test_deploy_settings_reject_a_folder_without_the_app(tmp_path: Path) -> None
         DeploySettings(tmp_path)
     assert str(refused.value).startswith(f"--app-dir {tmp_path}: no inference_app package there")
     assert "\n" not in str(refused.value)
-
-
-file_names = st.sampled_from(["a.py", "b.py", "pkg/c.py", "pkg/d.txt", "pkg/sub/e.py"])
-trees = st.dictionaries(file_names, st.text(max_size=20), max_size=5)
 
 
 @settings(
@@ -288,7 +256,7 @@ def test_after_any_sequence_of_edits_and_deploys_remote_equals_local(
     for tree in edits:
         write_app(app, tree)
         result = deploy(target, DeploySettings(app), quiet)
-        assert remote_tree(target) == local_tree(app)
+        assert remote_tree(target.share) == local_tree(app)
         assert result.uploaded + result.unchanged == len(local_tree(app)) + RECORD + 1
 
 
@@ -300,7 +268,7 @@ def test_files_with_equal_content_count_as_uploaded_and_share_one_body(
     result = deploy(target, DeploySettings(app), quiet)
     assert (result.uploaded, result.unchanged) == (3 + RECORD + 1, 0)
     assert len(list(target.share.list_files(OBJECTS_DIR))) == 2 + RECORD
-    assert remote_tree(target) == local_tree(app)
+    assert remote_tree(target.share) == local_tree(app)
 
 
 def test_restart_flag_restarts_an_unchanged_release(tmp_path: Path, target: FakeTarget) -> None:
@@ -397,6 +365,6 @@ def test_a_deploy_killed_at_any_point_never_serves_half_a_release_and_the_next_c
 
     as_if_the_holder_died(share)
     result = deploy(healthy, DeploySettings(app), quiet)
-    assert remote_tree(healthy) == local_tree(app)
+    assert remote_tree(healthy.share) == local_tree(app)
     assert healthy.replica.live == result.release == read_text_or_none(share, CURRENT)
     assert not share.exists(LOCK)

@@ -18,11 +18,15 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from provision.azure.naming import ai_toolkit_names, resource_group_id
 from provision.azure.uniquestring import unique_string
+from provision.local.share import LocalShare
 from tests.azure_double.files import drop_uploads, hold_lease
 from tests.azure_double.server import AzureDouble
+from tests.provision.app_trees import apply_tree, local_tree, remote_tree, trees
 from tests.provision.azure.double_project import Session
 from tests.provision.azure.projects import copy_templates
 from tests.provision.standin_app import write_model_files, write_standin_app
@@ -84,6 +88,27 @@ def session(azure_double: AzureDouble, tmp_path: Path) -> Iterator[DeploySession
     assert result.exit_code == 0, result.stderr
     write_model_files(session.share_root)
     yield session
+
+
+# The stand-in server's own files stay in every edited tree, so each release can get ready.
+SERVER_FILES = frozenset({"__init__.py", "__main__.py"})
+
+
+# One share and one app for all examples: each sequence goes on from what the last one left.
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(trees, min_size=1, max_size=3))
+def test_after_any_sequence_of_edits_and_deploys_the_live_release_equals_the_local_tree(
+    session: DeploySession, edits: list[dict[str, str]]
+) -> None:
+    for tree in edits:
+        apply_tree(session.app_dir, tree, keep=SERVER_FILES)
+        done = session.deployed()
+        # Read back as the replica's mount sees the share: the double's store of it.
+        assert remote_tree(LocalShare(session.share_root)) == local_tree(session.app_dir)
+        with httpx.Client(verify=session.tls()) as client:
+            assert session.health(client)["release"] == done["release"]
 
 
 def test_first_deploy_then_a_no_op_then_one_changed_file(session: DeploySession) -> None:
