@@ -14,7 +14,8 @@ import httpx
 
 from provision.errors import InputError, OperationError
 from provision.readiness import check_identity, probe
-from provision.release import CURRENT, PREVIOUS
+from provision.release import CURRENT
+from provision.release_history import previous_release
 from provision.share import read_text_or_none
 from provision.targets import LogsResult, ReplicaIdentity, Target
 
@@ -123,6 +124,7 @@ def status(target: Target) -> StatusResult:
         with httpx.Client(timeout=5.0) as client:
             ready, reason = probe(client, identity)
     share = target.share
+    current = read_text_or_none(share, CURRENT)
     return StatusResult(
         target=target.name,
         # Where the running replica answers (a changed port applies at the next deploy).
@@ -131,8 +133,8 @@ def status(target: Target) -> StatusResult:
         running=identity is not None,
         ready=ready,
         reason=reason,
-        release=read_text_or_none(share, CURRENT),
-        previous_release=read_text_or_none(share, PREVIOUS),
+        release=current,
+        previous_release=previous_release(share, current),
         instance_id=identity.instance_id if identity else None,
         restart_pending=target.replica.settings_changed(),
     )

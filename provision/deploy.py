@@ -26,7 +26,6 @@ from provision.release import (
     BOOTSTRAP,
     CURRENT,
     LOCK,
-    PREVIOUS,
     FileEntry,
     Manifest,
     object_path,
@@ -39,6 +38,7 @@ from provision.release_history import (
     ReleaseInfo,
     list_releases,
     previous_of,
+    previous_release,
     prune,
     record_live,
     release_ids_on_share,
@@ -242,12 +242,10 @@ def sync_wheelhouse(
     return uploaded
 
 
-def _switch(share: Share, current: str, previous: str | None) -> list[HistoryEntry]:
+def _switch(share: Share, current: str) -> list[HistoryEntry]:
     """Name the live release. Only after the replica on it is ready (it is pinned, so it never
-    needed `current`): a deploy stopped at any point leaves `current` naming what serves."""
-    # `previous` first: if we stop between the two writes, `current` still names a whole release.
-    if previous is not None and previous != current:
-        share.write_bytes(PREVIOUS, previous.encode())
+    needed `current`): a deploy stopped at any point leaves `current` naming what serves. The
+    history, written after, says which release was live before it."""
     share.write_bytes(CURRENT, current.encode())
     return record_live(share, current)
 
@@ -303,7 +301,7 @@ def _already_live(
         return None, True
     progress(f"release {new} is already live; nothing to upload or restart")
     stats = SyncStats(0, len(manifest.files) + 1, 0, 0)  # + 1: the bootstrap
-    return _result(target, new, read_text_or_none(share, PREVIOUS), stats, False), False
+    return _result(target, new, previous_release(share, new), stats, False), False
 
 
 def deploy(target: Target, settings: DeploySettings, progress: Progress) -> DeployResult:
@@ -340,8 +338,8 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
             state = target.replica.wait_ready(settings.ready_timeout, progress)
             if state.ready:
                 progress(f"release {new} is already live; nothing to restart")
-                return _result(target, new, read_text_or_none(share, PREVIOUS), stats, False)
-        previous = current if current != new else read_text_or_none(share, PREVIOUS)
+                return _result(target, new, previous_release(share, new), stats, False)
+        previous = current if current != new else previous_release(share, new)
         lock.check()
         if settings.restart:
             state = _restart_and_wait(target, new, settings.ready_timeout, progress)
@@ -351,7 +349,7 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
             state = _roll_out(target, new, settings.ready_timeout, progress)
             if not state.ready:
                 raise _kept_serving(new, current, running, state)
-        history = _switch(share, new, previous)
+        history = _switch(share, new)
         prune(share, history, new)
         return _result(target, new, previous, stats, True)
 
@@ -429,7 +427,7 @@ def rollback(
         state = _roll_out(target, to, ready_timeout, progress)
         if not state.ready:
             raise _kept_serving(to, current, target.replica.is_running(), state)
-        _switch(share, to, current)
+        _switch(share, to)
         return RollbackResult(to, current or "", target.endpoint(), True)
 
 

@@ -19,7 +19,6 @@ APP_DIR = "app"
 RELEASES_DIR = f"{APP_DIR}/releases"
 OBJECTS_DIR = f"{APP_DIR}/objects"
 CURRENT = f"{APP_DIR}/current"
-PREVIOUS = f"{APP_DIR}/previous"
 LOCK = f"{APP_DIR}/deploy.lock"
 BOOTSTRAP = f"{APP_DIR}/bootstrap.py"
 

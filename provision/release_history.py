@@ -1,5 +1,8 @@
 """Which releases were live, and when: `app/history.json` on the share, newest last.
 
+It also answers which release was live before `current` (there is no `app/previous` file: one
+atomic write fewer per deploy).
+
 Deploy and rollback append the release they made live; pruning keeps the bodies of the last
 `KEEP_RELEASES` distinct releases (and whatever `current` names), so `aca-infer rollback --to`
 can roll any of them out again. `aca-infer releases` lists them.
@@ -78,6 +81,16 @@ def kept_releases(
     if current is not None and current not in kept:
         kept.insert(0, current)
     return kept
+
+
+def previous_in(history: list[HistoryEntry], current: str | None) -> str | None:
+    """The release made live before `current`, by the history alone: the share keeps it (it is
+    among the last KEEP_RELEASES made live)."""
+    return next((e.release for e in reversed(history) if e.release != current), None)
+
+
+def previous_release(share: Share, current: str | None) -> str | None:
+    return previous_in(load_history(share), current)
 
 
 def previous_of(share: Share, current: str | None) -> str | None:

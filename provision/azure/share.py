@@ -170,13 +170,25 @@ class AzureShare:
                 raise FileNotFoundError(f"{self.describe()}: {path}") from error
 
     def _make_folders(self, path: str) -> None:
-        from azure.core.exceptions import ResourceExistsError
+        """Create the folders `path` needs, deepest first: the folder a new file goes into is
+        usually the only one missing (a new `objects/<xx>/`), so one request does."""
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
         folder = dirname(path)
         missing: list[str] = []
         while folder not in self._folders:
-            missing.append(folder)
-            folder = dirname(folder)
+            try:
+                self.client.get_directory_client(folder).create_directory()
+            except ResourceExistsError:
+                pass
+            except ResourceNotFoundError as error:
+                if _error_code(error) != "ParentNotFound":
+                    raise
+                missing.append(folder)
+                folder = dirname(folder)
+                continue
+            self._folders.add(folder)
+            break
         for name in reversed(missing):
             with suppress(ResourceExistsError):
                 self.client.get_directory_client(name).create_directory()

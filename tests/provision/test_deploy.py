@@ -16,7 +16,6 @@ from provision.release import (
     CURRENT,
     LOCK,
     OBJECTS_DIR,
-    PREVIOUS,
     Manifest,
     release_path,
     sha256_bytes,
@@ -77,7 +76,7 @@ def test_changed_file_uploads_only_that_file(tmp_path: Path, target: FakeTarget)
     assert (second.uploaded, second.deleted, second.unchanged) == (1, 1, 1 + RECORD + 1)
     assert second.bytes_uploaded == 2
     assert second.previous_release == first.release
-    assert read_text_or_none(target.share, PREVIOUS) == first.release
+    assert releases(target).releases[1].release == first.release  # live before it
 
 
 def test_release_that_fails_readiness_never_takes_over(tmp_path: Path, target: FakeTarget) -> None:
