@@ -8,9 +8,17 @@ from typing import Any
 
 import click
 
-from provision.client import InvokeResult, StatusResult
+from provision.client import StatusResult
 from provision.deploy import DeployResult, RollbackResult
-from provision.targets import ApiKeys, DownResult, LogsResult, ProvisionResult
+from provision.invoke import InvokeResult
+from provision.targets import (
+    ApiKeys,
+    DownResult,
+    LogsResult,
+    ProvisionResult,
+    ScaleResult,
+    TargetDescription,
+)
 
 
 def _plain(value: Any) -> Any:
@@ -79,18 +87,13 @@ def text(result: Any, target: str) -> str:
         lines += [f"Kept {path} (--purge removes it)" for path in result.kept]
         return "\n".join(lines)
     if isinstance(result, InvokeResult):
-        return result.answer
+        if len(result.answers) == 1:
+            return result.answers[0]
+        return "\n".join(f"[{i}] {answer}" for i, answer in enumerate(result.answers, 1))
     if isinstance(result, StatusResult):
-        state = "ready" if result.ready else f"not ready ({result.reason})"
-        return "\n".join(
-            [
-                f"Target:   {result.target}",
-                f"Replica:  {'running' if result.running else 'stopped'}, {state}",
-                f"Release:  {result.release or '-'} (previous {result.previous_release or '-'})",
-                *_next_steps(target, result.endpoint, result.ui_url),
-                *_pending_lines(result.restart_pending, target),
-            ]
-        )
+        return _status_text(result, target)
+    if isinstance(result, ScaleResult):
+        return _scale_text(result)
     if isinstance(result, LogsResult):
         return "\n".join(result.lines)
     if isinstance(result, ApiKeys):
@@ -98,6 +101,61 @@ def text(result: Any, target: str) -> str:
     if isinstance(result, dict):
         return "\n\n".join(text(part, target) for part in result.values())
     raise TypeError(f"no text form for {type(result).__name__}")
+
+
+def _app_lines(app: TargetDescription | None) -> list[str]:
+    if app is None:
+        return []
+    facts = [f"{app.replica_count} replica(s)"]
+    if app.replica_state:
+        facts.append(app.replica_state)
+    if app.pid is not None:
+        facts.append(f"pid {app.pid}, port {app.port}")
+    if app.min_replicas is not None:
+        facts.append(f"min {app.min_replicas}, max {app.max_replicas}")
+    lines = [f"App:      {app.app_state}; {', '.join(facts)}"]
+    if app.workload_profile:
+        lines.append(f"Profile:  {app.workload_profile} ({app.workload_profile_type or '-'})")
+    if app.revision:
+        lines.append(f"Revision: {app.revision}")
+    return lines
+
+
+def _status_text(result: StatusResult, target: str) -> str:
+    state = "ready" if result.ready else f"not ready ({result.reason})"
+    deployed = result.last_deploy
+    last = (
+        f"{deployed.get('action')} of {deployed.get('release')} at {deployed.get('at')} "
+        f"({'ready' if deployed.get('ready') else 'not ready'})"
+        if deployed
+        else "-"
+    )
+    instance = f", instance {result.instance_id}" if result.instance_id else ""
+    return "\n".join(
+        [
+            f"Target:   {result.target}",
+            *_app_lines(result.app),
+            f"Replica:  {'running' if result.running else 'stopped'}, {state}",
+            f"Release:  {result.release or '-'} (previous {result.previous_release or '-'})"
+            f"{instance}",
+            f"Deployed: {last}",
+            *_next_steps(target, result.endpoint, result.ui_url),
+            *_pending_lines(result.restart_pending, target),
+        ]
+    )
+
+
+def _scale_text(result: ScaleResult) -> str:
+    if result.action == "stopped":
+        if not result.changed:
+            return "The app was already scaled to zero; nothing runs."
+        return (
+            "Scaled to zero: no replica runs (nothing is billed); everything is kept. "
+            f"Start again: aca-infer start --target {result.target}"
+        )
+    if not result.changed:
+        return f"The app already runs; ready at {result.endpoint}"
+    return f"Started: a replica runs and is ready at {result.endpoint}"
 
 
 def show(result: Any, output: str, target: str) -> None:

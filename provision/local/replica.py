@@ -25,6 +25,7 @@ from typing import Any
 
 from provision.errors import OperationError
 from provision.fsutil import write_json_atomic
+from provision.local.events import record_event
 from provision.readiness import wait_until_ready
 from provision.release import BOOTSTRAP, CURRENT
 from provision.targets import Progress, ReadyState, ReplicaIdentity
@@ -148,6 +149,7 @@ class LocalReplica:
         if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+        record_event(self.state_dir, f"replica stopped: pid {pid}, release {record.release}")
         return True
 
     def restart(self) -> None:
@@ -184,6 +186,11 @@ class LocalReplica:
             settings=dict(self.launch.settings),
         )
         write_json_atomic(self.record_file, asdict(record))
+        record_event(
+            self.state_dir,
+            f"replica started: pid {process.pid}, release {release}, port {port}, "
+            f"instance {instance_id}",
+        )
 
     def _gone_reason(self) -> str | None:
         if self.is_running():

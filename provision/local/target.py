@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import shutil
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from provision.errors import InputError, PrerequisiteError
+from provision.errors import InputError, NotReadyError, PrerequisiteError
 from provision.fsutil import read_json, write_json_atomic
 from provision.keys import PRIMARY, SECONDARY, generate_keys
+from provision.local.events import EVENTS_FILE
 from provision.local.replica import (
     LocalReplica,
     ReplicaLaunch,
@@ -22,14 +23,20 @@ from provision.local.replica import (
     read_record,
 )
 from provision.local.share import LocalShare
+from provision.log_filter import follow, read_lines, select
 from provision.parameters import resolve_parameters, template_declarations
+from provision.release import CURRENT
+from provision.share import read_text_or_none
 from provision.target_state import TargetState, state_dir
 from provision.targets import (
     ApiKeys,
     DownResult,
+    LogQuery,
     Progress,
     ProvisionResult,
     ProvisionSettings,
+    ScaleResult,
+    TargetDescription,
 )
 from provision.template_params import ParamDeclaration
 
@@ -253,6 +260,45 @@ class LocalTarget:
         return DownResult(
             target=self.name, stopped=stopped, removed=removed, kept=[str(p) for p in kept]
         )
+
+    # -- day-two operations ---------------------------------------------------------------
+
+    def describe(self) -> TargetDescription:
+        record = read_record(self.state_dir)
+        if record is None:
+            return TargetDescription(app_state="stopped", replica_count=0)
+        return TargetDescription(
+            app_state="running", replica_count=1, pid=record.pid, port=record.port
+        )
+
+    def log_lines(self, query: LogQuery) -> Iterator[str]:
+        self._config()  # not provisioned: say what to run rather than print nothing
+        path = self.state_dir / EVENTS_FILE if query.system else self.replica.log_file
+        lines, offset = read_lines(path)
+        yield from select(lines, query.tail, query.since)
+        if query.follow:
+            yield from follow(path, offset)
+
+    def scale(self, running: bool, ready_timeout: float, progress: Progress) -> ScaleResult:
+        replica = self.replica
+        endpoint = self.endpoint()
+        if not running:
+            stopped = replica.stop()
+            return ScaleResult(self.name, "stopped", stopped, endpoint)
+        record = replica.record()
+        if record is not None:
+            return ScaleResult(self.name, "started", False, record.endpoint, ready=True)
+        if read_text_or_none(self.share, CURRENT) is None:
+            raise PrerequisiteError(
+                "nothing is deployed on the local target yet; run: aca-infer deploy --target local"
+            )
+        self.check_deployable()
+        replica.restart()
+        progress("started the replica; waiting until it is ready")
+        state = replica.wait_ready(ready_timeout, progress)
+        if not state.ready:
+            raise NotReadyError(f"the replica did not become ready: {state.reason}")
+        return ScaleResult(self.name, "started", True, replica.launch.endpoint, ready=True)
 
 
 def _runtime_settings(config: Mapping[str, Any]) -> dict[str, Any]:

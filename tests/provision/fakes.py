@@ -3,7 +3,7 @@ restarts and answers readiness from a rule, so deploy logic is tested without pr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,11 +14,14 @@ from provision.share import read_text_or_none
 from provision.targets import (
     ApiKeys,
     DownResult,
+    LogQuery,
     Progress,
     ProvisionResult,
     ProvisionSettings,
     ReadyState,
     ReplicaIdentity,
+    ScaleResult,
+    TargetDescription,
 )
 
 
@@ -93,4 +96,14 @@ class FakeTarget:
         return None
 
     def down(self, purge: bool, progress: Progress) -> DownResult:
+        raise AssertionError("not used")
+
+    def describe(self) -> TargetDescription:
+        running = self._replica.running
+        return TargetDescription(app_state="running" if running else "stopped", replica_count=1)
+
+    def log_lines(self, query: LogQuery) -> Iterator[str]:
+        yield from self._replica.logs().splitlines()
+
+    def scale(self, running: bool, ready_timeout: float, progress: Progress) -> ScaleResult:
         raise AssertionError("not used")
