@@ -68,8 +68,8 @@ test: setup browser $(CHECKOV_STAMP) lint typecheck
 	$(VENV)/bin/pytest
 
 stop:
-	$(ACA) down --target local
+	$(ACA) down --target local --yes
 
 clean:
-	-$(ACA) down --target local --purge
+	-$(ACA) down --target local --purge --yes
 	rm -rf $(VENV) $(CHECKOV_VENV)

@@ -238,10 +238,30 @@ def rollback(state: Context, target: str, ready_timeout: float) -> None:
 @cli.command()
 @target_option
 @click.option("--purge", is_flag=True, help="Also delete the model files on the local share.")
+@click.option(
+    "--yes", "-y", is_flag=True, help="Delete without asking (needed without a terminal)."
+)
 @pass_state
-def down(state: Context, target: str, purge: bool) -> None:
-    """Stop the replica and remove what provision created."""
-    _show(state, _target(state, target).down(purge, state.progress), target)
+def down(state: Context, target: str, purge: bool, yes: bool) -> None:
+    """Show what will be deleted and kept, ask, then stop the replica and delete it."""
+    import sys
+
+    from provision.errors import InputError
+    from provision.render import text
+
+    chosen = _target(state, target)
+    plan = chosen.plan_down(purge)
+    if plan.delete and not yes and not sys.stdin.isatty():
+        raise InputError(
+            "down: no terminal to confirm on; rerun with --yes to delete what "
+            "`aca-infer down` lists"
+        )
+    if plan.delete:
+        click.echo(text(plan, target), err=True)  # whole lines: paths are never wrapped
+    if plan.delete and not yes and not click.confirm("Delete these?", default=False, err=True):
+        click.echo("Nothing was deleted.", err=True)
+        return
+    _show(state, chosen.down(purge, state.progress), target)
 
 
 @cli.command()
@@ -399,6 +419,19 @@ def keys() -> None:
 def keys_show(state: Context, target: str) -> None:
     """Print the primary and secondary API keys (secrets: keep them out of logs)."""
     _show(state, _target(state, target).keys(), target)
+
+
+@keys.command("rotate")
+@target_option
+@click.option("--primary", "which", flag_value="primary", help="Replace the primary key.")
+@click.option("--secondary", "which", flag_value="secondary", help="Replace the secondary key.")
+@timeout_option
+@pass_state
+def keys_rotate(state: Context, target: str, which: str | None, ready_timeout: float) -> None:
+    """Replace one API key with a new one (printed only by `keys show`)."""
+    if which is None:
+        raise click.UsageError("say which key to replace: --primary or --secondary")
+    _show(state, _target(state, target).rotate_key(which, ready_timeout, state.progress), target)
 
 
 def main() -> None:

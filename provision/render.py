@@ -13,9 +13,11 @@ from provision.deploy import DeployResult, RollbackResult
 from provision.invoke import InvokeResult
 from provision.targets import (
     ApiKeys,
+    DownPlan,
     DownResult,
     LogsResult,
     ProvisionResult,
+    RotateResult,
     ScaleResult,
     TargetDescription,
 )
@@ -47,7 +49,7 @@ def _next_steps(target: str, endpoint: str, ui_url: str) -> list[str]:
         f"Endpoint: {endpoint}/v1  (OpenAI-compatible; Azure ML format at {endpoint}/score)",
         f"UI:       {ui_url}",
         f"API key:  aca-infer keys show --target {target}",
-        f"Stop:     aca-infer down --target {target}",
+        f"Stop:     aca-infer stop --target {target}  (scale to zero; `down` deletes)",
     ]
 
 
@@ -92,6 +94,20 @@ def text(result: Any, target: str) -> str:
         return "\n".join(f"[{i}] {answer}" for i, answer in enumerate(result.answers, 1))
     if isinstance(result, StatusResult):
         return _status_text(result, target)
+    if isinstance(result, DownPlan):
+        if not result.delete:
+            return f"Nothing of the {result.target} target to delete."
+        return "\n".join(
+            ["Will delete:"]
+            + [f"  {item.what}  ({item.why})" for item in result.delete]
+            + (["Will keep:"] + [f"  {item.what}  ({item.why})" for item in result.keep])
+            * bool(result.keep)
+        )
+    if isinstance(result, RotateResult):
+        return (
+            f"Rotated the {result.rotated} key ({result.how}); the other key is unchanged. "
+            f"The new key: aca-infer keys show --target {result.target}"
+        )
     if isinstance(result, ScaleResult):
         return _scale_text(result)
     if isinstance(result, LogsResult):

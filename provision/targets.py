@@ -119,6 +119,33 @@ class ScaleResult:
     ready: bool = False
 
 
+@dataclass(frozen=True)
+class PlannedItem:
+    what: str  # a path, or a resource id on Azure
+    why: str
+
+
+@dataclass(frozen=True)
+class DownPlan:
+    """What `aca-infer down` will delete and keep, each with why; shown before asking."""
+
+    target: str
+    delete: list[PlannedItem]
+    keep: list[PlannedItem]
+
+
+@dataclass(frozen=True)
+class RotateResult:
+    """`aca-infer keys rotate`: which key was replaced (never its value) and how the replica
+    took it over."""
+
+    target: str
+    rotated: str  # "primary" | "secondary"
+    restarted: bool  # the replica restarted to honour the new key
+    ready: bool
+    how: str  # how the running replica took the key over, in words
+
+
 class Replica(Protocol):
     def restart(self) -> None:
         """Start the replica on the share's current release, stopping a running one first."""
@@ -161,6 +188,17 @@ class Target(Protocol):
 
     def check_deployable(self) -> None:
         """Raise an AcaInferError when a deploy cannot work (not provisioned, model missing)."""
+
+    def rotate_key(self, which: str, ready_timeout: float, progress: Progress) -> RotateResult:
+        """Replace the `which` ("primary"/"secondary") key with a new one; the other keeps
+        working, the old one is refused once the replica honours the new one. Azure: update
+        the app's secret and roll out a new revision (a secret change alone restarts nothing),
+        served only once ready."""
+
+    def plan_down(self, purge: bool) -> DownPlan:
+        """What `down(purge)` would delete and keep, and why, changing nothing. Azure: only the
+        resources tagged as created by provision are deleted; everything else in the resource
+        group (the fine-tuning run's environment, storage account, share, workspace) is kept."""
 
     def down(self, purge: bool, progress: Progress) -> DownResult: ...
 

@@ -47,7 +47,7 @@ def cli(tmp_path: Path, demo_model: DemoModel) -> Iterator[Cli]:
     shutil.copytree(demo_model.share_dir, tmp_path / ".aca-infer/local/share")
     cli = Cli(tmp_path)
     yield cli
-    cli.run("down", "--purge")
+    cli.run("down", "--purge", "--yes")
 
 
 def test_provision_deploy_request_redeploy_down(cli: Cli) -> None:
@@ -94,7 +94,7 @@ def test_provision_deploy_request_redeploy_down(cli: Cli) -> None:
 
     record = json.loads((cli.project / ".aca-infer/local/replica.json").read_text())
     pid = int(record["pid"])
-    assert cli.run("down").returncode == 0
+    assert cli.run("down", "--yes").returncode == 0
     assert not pid_alive(pid)
     assert not (cli.project / ".aca-infer/local/secrets.json").exists()
     assert (cli.project / ".aca-infer/local/share" / DEMO_MODEL_PATH / "config.json").is_file()

@@ -13,6 +13,7 @@ from provision.release import CURRENT
 from provision.share import read_text_or_none
 from provision.targets import (
     ApiKeys,
+    DownPlan,
     DownResult,
     LogQuery,
     Progress,
@@ -20,6 +21,7 @@ from provision.targets import (
     ProvisionSettings,
     ReadyState,
     ReplicaIdentity,
+    RotateResult,
     ScaleResult,
     TargetDescription,
 )
@@ -104,6 +106,12 @@ class FakeTarget:
 
     def log_lines(self, query: LogQuery) -> Iterator[str]:
         yield from self._replica.logs().splitlines()
+
+    def rotate_key(self, which: str, ready_timeout: float, progress: Progress) -> RotateResult:
+        raise AssertionError("not used")
+
+    def plan_down(self, purge: bool) -> DownPlan:
+        raise AssertionError("not used")
 
     def scale(self, running: bool, ready_timeout: float, progress: Progress) -> ScaleResult:
         raise AssertionError("not used")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 
+import httpx
 import pytest
 
 from provision.local.replica import pid_alive
@@ -154,7 +156,9 @@ def test_status_reports_the_running_replica_and_the_last_deploy(deployed: Projec
 
 
 def test_status_of_a_stopped_replica_says_so(deployed: Project) -> None:
-    os.kill(deployed.replica_pid(), signal.SIGKILL)
+    pid = deployed.replica_pid()
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)  # the replica is this test process's child: wait until it is gone
     status = deployed.json("status")
     assert status["app"] == {
         **status["app"],
@@ -241,3 +245,69 @@ def test_start_before_any_deploy_says_what_to_run(project: Project) -> None:
     provisioned(project)
     line = one_line_error(project.run("start"), 3)
     assert line.endswith("run: aca-infer deploy --target local")
+
+
+# -- down asks first ------------------------------------------------------------------------
+
+
+def test_down_without_a_terminal_needs_yes_and_changes_nothing(deployed: Project) -> None:
+    pid = deployed.replica_pid()
+    line = one_line_error(deployed.run("down"), 2)
+    assert line == (
+        "error: down: no terminal to confirm on; rerun with --yes to delete what "
+        "`aca-infer down` lists"
+    )
+    assert pid_alive(pid) and (deployed.state / "secrets.json").is_file()
+
+
+def test_down_yes_says_what_it_deletes_and_keeps_and_why(deployed: Project) -> None:
+    pid = deployed.replica_pid()
+    result = deployed.run("down", "--yes")
+    assert result.exit_code == 0
+    assert f"the replica process (pid {pid})  (it runs)" in result.stderr
+    assert f"{deployed.state / 'secrets.json'}  (the API keys provision generated)" in (
+        result.stderr
+    )
+    assert f"{deployed.state / 'share/models'}  (model files you put on the share" in (
+        result.stderr
+    )
+    assert "Stopped the replica." in result.stdout
+    assert not pid_alive(pid)
+
+
+# -- keys rotate ----------------------------------------------------------------------------
+
+
+def _status_with(endpoint: str, key: str) -> int:
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {key}"}
+    return httpx.post(f"{endpoint}/v1/chat/completions", json=body, headers=headers).status_code
+
+
+def test_rotating_the_primary_key_refuses_the_old_one_and_keeps_the_other(
+    deployed: Project,
+) -> None:
+    before = deployed.json("keys", "show")
+    endpoint = deployed.json("status")["endpoint"]
+    rotated = deployed.run("keys", "rotate", "--primary", "--ready-timeout", "60")
+    assert rotated.exit_code == 0, rotated.stderr
+    assert rotated.stdout.startswith("Rotated the primary key (the replica restarted")
+    after = deployed.json("keys", "show")
+    assert after["secondary"] == before["secondary"] and after["primary"] != before["primary"]
+    for key in (*before.values(), after["primary"]):  # only `keys show` prints keys
+        assert key not in rotated.stdout + rotated.stderr
+    secrets_file = deployed.state / "secrets.json"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert _status_with(endpoint, before["primary"]) == 401
+    assert _status_with(endpoint, after["primary"]) == 200
+    assert _status_with(endpoint, after["secondary"]) == 200
+
+
+def test_rotate_needs_to_know_which_key(deployed: Project) -> None:
+    result = deployed.run("keys", "rotate")
+    assert result.exit_code == 2 and "--primary or --secondary" in result.stderr
+
+
+def test_rotate_before_provision_says_what_to_run(project: Project) -> None:
+    line = one_line_error(project.run("keys", "rotate", "--secondary"), 3)
+    assert line.endswith("run: aca-infer provision --target local")
