@@ -421,6 +421,25 @@ def keys_show(state: Context, target: str) -> None:
     _show(state, _target(state, target).keys(), target)
 
 
+@cli.command()
+@target_option
+@click.option(
+    "--azure", is_flag=True, help="Also check Azure (Bicep, sign-in, providers) before provision."
+)
+@pass_state
+def doctor(state: Context, target: str, azure: bool) -> None:
+    """Check every prerequisite: each ✓ or ✗ with the fix; exit 0 only when all pass."""
+    from provision.doctor import doctor as run_checks
+    from provision.errors import PrerequisiteError
+
+    result = run_checks(_target(state, target), state.project_dir, azure)
+    _show(state, result, target)
+    if not result.ok:
+        failed = sum(not check.ok for check in result.checks)
+        click.echo(f"{failed} check(s) failed", err=True)
+        click.get_current_context().exit(PrerequisiteError.exit_code)
+
+
 @keys.command("rotate")
 @target_option
 @click.option("--primary", "which", flag_value="primary", help="Replace the primary key.")

@@ -10,6 +10,7 @@ import click
 
 from provision.client import StatusResult
 from provision.deploy import DeployResult, RollbackResult
+from provision.doctor import DoctorResult
 from provision.invoke import InvokeResult
 from provision.targets import (
     ApiKeys,
@@ -102,6 +103,12 @@ def text(result: Any, target: str) -> str:
             + [f"  {item.what}  ({item.why})" for item in result.delete]
             + (["Will keep:"] + [f"  {item.what}  ({item.why})" for item in result.keep])
             * bool(result.keep)
+        )
+    if isinstance(result, DoctorResult):
+        return "\n".join(
+            f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}"
+            + (f"\n    fix: {check.fix}" if check.fix else "")
+            for check in result.checks
         )
     if isinstance(result, RotateResult):
         return (

@@ -51,6 +51,10 @@ class Handler(BaseHTTPRequestHandler):
                 "release": os.environ["ACA_INFER_RELEASE"],
                 "instance_id": os.environ.get("ACA_INFER_INSTANCE_ID", "unknown"),
             })
+        if self.path == "/v1/models":
+            if self.headers.get("authorization", "").removeprefix("Bearer ") not in KEYS:
+                return self._send(401, {"error": {"message": "bad key", "type": "auth"}})
+            return self._send(200, {"object": "list", "data": [{"id": "standin"}]})
         if self.path == "/ready":
             if cold():
                 return self._send(503, {"ready": False, "reason": "loading the model"})

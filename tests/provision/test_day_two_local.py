@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import stat
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from provision.local.replica import pid_alive
 from provision.local.target import LocalTarget
 from provision.targets import LogQuery
+from tests.azure_double.sdk import resources_client, use_double_env
+from tests.azure_double.server import AzureDouble
 from tests.provision.test_cli_local import Project, one_line_error, provisioned
 
 CONVERSATIONS = [
@@ -311,3 +314,74 @@ def test_rotate_needs_to_know_which_key(deployed: Project) -> None:
 def test_rotate_before_provision_says_what_to_run(project: Project) -> None:
     line = one_line_error(project.run("keys", "rotate", "--secondary"), 3)
     assert line.endswith("run: aca-infer provision --target local")
+
+
+# -- doctor ---------------------------------------------------------------------------------
+
+
+def test_doctor_passes_on_a_running_replica(deployed: Project) -> None:
+    result = deployed.run("doctor")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "✓ Python",
+        "✓ Packages",
+        "✓ Config",
+        "✓ Share",
+        "✓ Ready",
+        "✓ Keyed request",
+    ]
+    checks = deployed.json("doctor")["checks"]
+    assert all(check["ok"] for check in checks)
+
+
+def test_doctor_names_each_failure_with_its_fix_and_exit_3(project: Project) -> None:
+    provisioned(project)  # model files, but nothing deployed
+    (project.state / "share/models/qlora/qlora/gpu_model/adapter/adapter_config.json").unlink()
+    result = project.run("doctor")
+    assert result.exit_code == 3 and result.stderr.strip() == "3 check(s) failed"
+    assert "✗ Share: adapterPath 'models/qlora/qlora/gpu_model/adapter': no LoRA adapter" in (
+        result.stdout
+    )
+    assert "✗ Ready: no replica runs\n    fix: aca-infer start --target local" in result.stdout
+    as_json = project.run("--output", "json", "doctor")
+    assert as_json.exit_code == 3
+    assert not json.loads(as_json.stdout)["ok"]
+
+
+def test_doctor_before_provision_says_what_to_run(project: Project) -> None:
+    result = project.run("doctor")
+    assert result.exit_code == 3
+    assert "✗ Config: the local target is not provisioned" in result.stdout
+    assert "fix: run: aca-infer provision --target local" in result.stdout
+
+
+def test_doctor_checks_azure_through_the_real_credential_chain(
+    deployed: Project, azure_double: AzureDouble
+) -> None:
+    result = deployed.run("doctor", "--azure", env=azure_double.env)
+    assert result.exit_code == 0, result.stdout
+    assert "✓ Bicep CLI: Bicep CLI version" in result.stdout
+    assert "✓ Azure sign-in: a token for Azure Resource Manager" in result.stdout
+    assert f"✓ Subscription: {azure_double.subscription_id}" in result.stdout
+    assert "✓ Provider Microsoft.App: Registered" in result.stdout
+
+
+def test_doctor_says_how_to_register_a_missing_provider(
+    deployed: Project, azure_double: AzureDouble
+) -> None:
+    with use_double_env(azure_double):
+        resources_client(azure_double).providers.unregister("Microsoft.App")
+    result = deployed.run("doctor", "--azure", env=azure_double.env)
+    assert result.exit_code == 3
+    assert "✗ Provider Microsoft.App: " in result.stdout
+    assert "fix: az provider register --namespace Microsoft.App" in result.stdout
+
+
+def test_doctor_without_an_azure_sign_in_says_az_login(
+    deployed: Project, azure_double: AzureDouble, tmp_path: Path
+) -> None:
+    signed_out = {**azure_double.env, "PATH": os.environ["PATH"], "AZURE_CONFIG_DIR": str(tmp_path)}
+    result = deployed.run("doctor", "--azure", env=signed_out)
+    assert result.exit_code == 3
+    assert "fix: sign in: az login" in result.stdout
