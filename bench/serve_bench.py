@@ -1,19 +1,27 @@
 """Streaming throughput, time to first token and memory: our server against the usual baseline.
 
-Both servers run as real HTTP servers on 127.0.0.1 on the demo model (base model, no adapter):
+Both servers run as real HTTP servers on 127.0.0.1 on the demo model with its LoRA adapter
+loaded (a request's `model` picks the base model or the adapter):
 
 * ours: `python -m inference_app` (continuous batching engine, full HTTP layer with auth);
 * baseline: `bench/baseline_server.py`, one `generate` thread + `TextIteratorStreamer` per request.
 
-At each concurrency level every client sends streaming chat requests one after the other
-(`--rounds` each, at least 16 per level; greedy, fixed `max_tokens`). The two servers take turns,
-`--repeats` times per level, so that drift in a shared machine's load hits both alike, and the
-median run is reported. Tokens are counted from each stream's final `usage`.
+Scenarios: the base model greedy at every `--clients` level, then base/adapter x greedy/sampled
+(temperature 1.0) at 1 and 16 clients. At each level every client sends streaming chat requests
+one after the other (`--rounds` each, at least 16 per level; fixed `max_tokens`). The two servers
+take turns, `--repeats` times per level, so that drift in a shared machine's load hits both
+alike, and the median run is reported. Tokens are counted from each stream's final `usage`.
 Memory is the server process's resident set: idle (model loaded, one request served) against the
-kernel's high-water mark while 64 clients stream (reset just before that level).
+kernel's high-water mark while 64 clients stream (reset just before that level; only when 64 is
+among `--clients`).
+
+`--app-dir` runs ours from another copy of `inference_app` (e.g. an earlier commit exported with
+`git archive`), to measure a change against the same baseline. The report is appended to
+`--results`, so earlier runs stay for comparison.
 
 Usage: python bench/serve_bench.py [--share-dir DIR] [--max-tokens 64] [--rounds 2]
-       [--repeats 3] [--torch-threads 1] [--results bench/RESULTS.md]
+       [--repeats 3] [--torch-threads 1] [--clients 1,4,16,64] [--no-in-process]
+       [--app-dir DIR] [--label TEXT] [--results bench/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -45,12 +53,17 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench import engine_bench  # noqa: E402 - needs the repo root on sys.path
 from scripts.make_demo_model import (  # noqa: E402
+    ADAPTER_RELPATH,
     BASE_MODEL_ID,
     BASE_MODEL_RELPATH,
     make_demo_model,
 )
 
 CONCURRENCY = (1, 4, 16, 64)
+# The adapter's model id on both servers (ours names an adapter under models/ after its folder).
+ADAPTER_ID = "qlora"
+SCENARIO_CLIENTS = (1, 16)
+SAMPLED_TEMPERATURE = 1.0
 # Few clients finish a level in a fraction of a second; more requests make that a measurement.
 MIN_REQUESTS = 16
 MEMORY_LEVEL = 64
@@ -84,7 +97,32 @@ class Server:
 
 
 @dataclass(frozen=True)
+class Scenario:
+    adapter: bool
+    temperature: float
+
+    @property
+    def model(self) -> str:
+        return ADAPTER_ID if self.adapter else BASE_MODEL_ID
+
+    @property
+    def label(self) -> str:
+        decoding = "greedy" if self.temperature == 0 else f"sampled t={self.temperature:g}"
+        return f"{'adapter' if self.adapter else 'base'}, {decoding}"
+
+
+BASE_GREEDY = Scenario(adapter=False, temperature=0.0)
+SCENARIOS = (
+    BASE_GREEDY,
+    Scenario(adapter=False, temperature=SAMPLED_TEMPERATURE),
+    Scenario(adapter=True, temperature=0.0),
+    Scenario(adapter=True, temperature=SAMPLED_TEMPERATURE),
+)
+
+
+@dataclass(frozen=True)
 class Level:
+    scenario: Scenario
     clients: int
     requests: int
     tokens: int
@@ -114,12 +152,18 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(
-    name: str, command: Sequence[str], env: dict[str, str], port: int, log_dir: Path, key: str
+    name: str,
+    command: Sequence[str],
+    env: dict[str, str],
+    port: int,
+    log_dir: Path,
+    key: str,
+    cwd: Path = REPO_ROOT,
 ) -> Iterator[Server]:
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            list(command), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            list(command), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         headers = {"Authorization": f"Bearer {key}"}
         server = Server(name, f"http://127.0.0.1:{port}", headers, process)
@@ -148,14 +192,14 @@ def _wait_ready(server: Server, log_path: Path) -> None:
 
 
 async def stream_one(
-    client: httpx.AsyncClient, server: Server, prompt: str, max_tokens: int
+    client: httpx.AsyncClient, server: Server, scenario: Scenario, prompt: str, max_tokens: int
 ) -> tuple[float, int]:
     """Time to the first content chunk, and the completion tokens the server reports."""
     body = {
-        "model": BASE_MODEL_ID,
+        "model": scenario.model,
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
-        "temperature": 0,
+        "temperature": scenario.temperature,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -179,7 +223,9 @@ async def stream_one(
     return first, tokens
 
 
-async def run_level(server: Server, clients: int, rounds: int, max_tokens: int) -> Level:
+async def run_level(
+    server: Server, scenario: Scenario, clients: int, rounds: int, max_tokens: int
+) -> Level:
     results: list[tuple[float, int]] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
@@ -187,12 +233,13 @@ async def run_level(server: Server, clients: int, rounds: int, max_tokens: int) 
         async def one_client(index: int) -> None:
             for round_ in range(rounds):
                 prompt = f"Request {index}.{round_}: please explain how the deployment works."
-                results.append(await stream_one(client, server, prompt, max_tokens))
+                results.append(await stream_one(client, server, scenario, prompt, max_tokens))
 
         started = time.perf_counter()
         await asyncio.gather(*(one_client(i) for i in range(clients)))
         seconds = time.perf_counter() - started
     return Level(
+        scenario=scenario,
         clients=clients,
         requests=len(results),
         tokens=sum(t for _, t in results),
@@ -229,6 +276,10 @@ def machine() -> str:
     )
 
 
+def _ratio(ours: Level, base: Level) -> float:
+    return ours.tokens_per_second / base.tokens_per_second
+
+
 def report(
     levels: dict[str, list[Level]],
     memory: dict[str, tuple[int, int]],
@@ -238,58 +289,57 @@ def report(
 ) -> str:
     ours, base = levels["ours"], levels["baseline"]
     rows = [
-        "| clients | requests | tokens (ours / baseline) | ours tok/s | baseline tok/s | ratio "
-        "| ours TTFT p50 / p95 | baseline TTFT p50 / p95 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model, decoding | clients | requests | tokens (ours / baseline) | ours tok/s "
+        "| baseline tok/s | ratio | ours TTFT p50 / p95 | baseline TTFT p50 / p95 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for o, b in zip(ours, base, strict=True):
         rows.append(
-            f"| {o.clients} | {o.requests} | {o.tokens} / {b.tokens} "
+            f"| {o.scenario.label} | {o.clients} | {o.requests} | {o.tokens} / {b.tokens} "
             f"| {o.tokens_per_second:.0f} | {b.tokens_per_second:.0f} "
-            f"| **{o.tokens_per_second / b.tokens_per_second:.1f}x** "
+            f"| **{_ratio(o, b):.2f}x** "
             f"| {o.ttft_p50 * 1000:.0f} / {o.ttft_p95 * 1000:.0f} ms "
             f"| {b.ttft_p50 * 1000:.0f} / {b.ttft_p95 * 1000:.0f} ms |"
         )
-    mem_rows = [
-        f"| {name} | {_mib(idle)} | {_mib(peak)} | **{peak / idle:.2f}x** |"
-        for name, (idle, peak) in memory.items()
-    ]
-    by_clients = {
-        o.clients: o.tokens_per_second / b.tokens_per_second
-        for o, b in zip(ours, base, strict=True)
-    }
     truncated = sum(level.truncated for level in ours + base)
-    goals = [
-        f"- 16 clients, at least 10x the baseline's aggregate tokens/s: "
-        f"{by_clients[16]:.1f}x — {'met' if by_clients[16] >= 10 else 'NOT met'}",
-        f"- 1 client, no slower than the baseline: {by_clients[1]:.2f}x — "
-        f"{'met' if by_clients[1] >= 1 else 'NOT met'}",
-        f"- peak memory at {MEMORY_LEVEL} clients within 1.5x idle: "
-        f"{memory['ours'][1] / memory['ours'][0]:.2f}x — "
-        f"{'met' if memory['ours'][1] <= 1.5 * memory['ours'][0] else 'NOT met'}",
+    goals = []
+    for o, b in zip(ours, base, strict=True):
+        if o.clients == 1:
+            goals.append(
+                f"- 1 client, {o.scenario.label}, no slower than the baseline: "
+                f"{_ratio(o, b):.2f}x — {'met' if _ratio(o, b) >= 1 else 'NOT met'}"
+            )
+        elif o.clients == 16:
+            goals.append(
+                f"- 16 clients, {o.scenario.label}, at least 10x the baseline's aggregate "
+                f"tokens/s: {_ratio(o, b):.1f}x — {'met' if _ratio(o, b) >= 10 else 'NOT met'}"
+            )
+    sections = [
+        f"# Serving benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        + (f": {args.label}" if args.label else ""),
+        "",
+        "Streaming chat completions on the demo model (`scripts/make_demo_model.py`: a 2-layer "
+        "Phi-3 with hidden size 64) with its LoRA adapter loaded in both servers; "
+        f"`max_tokens={args.max_tokens}`; sampled = temperature {SAMPLED_TEMPERATURE:g}, "
+        "top_p 1 (the baseline samples from the whole distribution too: `top_k=0`). Each client "
+        f"sends its requests one after the other (at least {args.rounds} per client and "
+        f"{MIN_REQUESTS} per level); each level runs {args.repeats} times per server (taking "
+        "turns) and the run with the median throughput is shown. **ours** is the real server "
+        f"(`python -m inference_app` from `{args.app_dir}`: continuous batching engine, auth, "
+        f"OpenAI SSE, `ACA_INFER_MAX_BATCH_SIZE={max(CONCURRENCY)}`); "
+        "**baseline** is `bench/baseline_server.py` (a `generate` thread with a "
+        "`TextIteratorStreamer` per request). Both run with "
+        f"`OMP_NUM_THREADS={args.torch_threads}`, in the same run. "
+        "Tokens are the completion tokens each stream reports in its final `usage`; "
+        f"{truncated} request(s) ended on an end token before `max_tokens`.",
+        "",
+        "## Throughput and time to first token",
+        "",
+        *rows,
+        "",
     ]
-    return "\n".join(
-        [
-            "# Serving benchmark",
-            "",
-            "Streaming chat completions on the demo model (`scripts/make_demo_model.py`: a 2-layer "
-            "Phi-3 with hidden size 64), greedy, "
-            f"`max_tokens={args.max_tokens}`; each client sends its requests one after the other "
-            f"(at least {args.rounds} per client and {MIN_REQUESTS} per level); each level runs "
-            f"{args.repeats} times per server (taking turns) and the run "
-            "with the median throughput is shown. **ours** is the real server "
-            "(`python -m inference_app`: continuous batching engine, auth, OpenAI SSE; "
-            "base model only, `ACA_INFER_MAX_BATCH_SIZE=64`); "
-            "**baseline** is `bench/baseline_server.py` (a `generate` thread with a "
-            "`TextIteratorStreamer` per request). Both run with "
-            f"`OMP_NUM_THREADS={args.torch_threads}`, in the same run. "
-            "Tokens are the completion tokens each stream reports in its final `usage`; "
-            f"{truncated} request(s) ended on an end token before `max_tokens`.",
-            "",
-            "## Throughput and time to first token",
-            "",
-            *rows,
-            "",
+    if memory:
+        sections += [
             "## Memory (resident set of the server process)",
             "",
             f"Idle: model loaded, after one request. Peak: kernel high-water mark (VmHWM, reset "
@@ -297,9 +347,20 @@ def report(
             "",
             "| server | idle | peak | peak / idle |",
             "|---|---:|---:|---:|",
-            *mem_rows,
+            *(
+                f"| {name} | {_mib(idle)} | {_mib(peak)} | **{peak / idle:.2f}x** |"
+                for name, (idle, peak) in memory.items()
+            ),
             "",
-            "## The same without HTTP (one process, one run per level)",
+        ]
+        goals.append(
+            f"- peak memory at {MEMORY_LEVEL} clients within 1.5x idle: "
+            f"{memory['ours'][1] / memory['ours'][0]:.2f}x — "
+            f"{'met' if memory['ours'][1] <= 1.5 * memory['ours'][0] else 'NOT met'}"
+        )
+    if in_process:
+        sections += [
+            "## The same without HTTP (one process, one run per level; base model, greedy)",
             "",
             "Our engine serving N concurrent streams in-process, against N threads each running "
             "`generate` with a `TextIteratorStreamer` and a consumer thread "
@@ -308,6 +369,10 @@ def report(
             "",
             *engine_bench.table(in_process),
             "",
+        ]
+    return "\n".join(
+        [
+            *sections,
             "## Goals",
             "",
             *goals,
@@ -319,10 +384,17 @@ def report(
             f"- Load average (1 min) at the start and end of the run: {args.load_before:.1f} → "
             f"{os.getloadavg()[0]:.1f} (other processes on the machine compete with both "
             "servers and the client; the thread-per-request baseline suffers most from it)",
-            f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
             "",
         ]
     )
+
+
+def plan(clients: Sequence[int]) -> list[tuple[Scenario, int]]:
+    """The base model greedy at every level, then every other scenario at 1 and 16 clients."""
+    levels = [(BASE_GREEDY, n) for n in clients]
+    for scenario in SCENARIOS:
+        levels += [(scenario, n) for n in SCENARIO_CLIENTS if (scenario, n) not in levels]
+    return levels
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -334,6 +406,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per level; median kept")
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument(
+        "--clients",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=list(CONCURRENCY),
+        help="concurrency levels for the base model, greedy (comma-separated)",
+    )
+    parser.add_argument(
+        "--no-in-process", action="store_true", help="skip the in-process engine comparison"
+    )
+    parser.add_argument(
+        "--app-dir",
+        type=Path,
+        default=REPO_ROOT,
+        help="folder holding the inference_app package that runs as ours",
+    )
+    parser.add_argument("--label", default="", help="what this run measures (in the heading)")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
     args.load_before = os.getloadavg()[0]
@@ -353,9 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours_port, base_port = free_port(), free_port()
         ours_env = {
             **env,
+            "PYTHONPATH": f"{args.app_dir.resolve()}{os.pathsep}{REPO_ROOT}",
             "ACA_INFER_MOUNT_ROOT": str(share),
             "ACA_INFER_MODEL_PATH": str(BASE_MODEL_RELPATH),
-            "ACA_INFER_ADAPTER_PATH": "",
+            "ACA_INFER_ADAPTER_PATH": f"{ADAPTER_ID}={ADAPTER_RELPATH}",
             "ACA_INFER_API_KEY_PRIMARY": key,
             "ACA_INFER_HOST": "127.0.0.1",
             "ACA_INFER_PORT": str(ours_port),
@@ -369,52 +458,66 @@ def main(argv: Sequence[str] | None = None) -> int:
             str(REPO_ROOT / "bench" / "baseline_server.py"),
             "--model-path",
             str(share / BASE_MODEL_RELPATH),
+            "--adapter-path",
+            str(share / ADAPTER_RELPATH),
+            "--adapter-name",
+            ADAPTER_ID,
             "--port",
             str(base_port),
         ]
+        ours_cmd = [sys.executable, "-m", "inference_app"]
         with (
-            running_server(
-                "ours", [sys.executable, "-m", "inference_app"], ours_env, ours_port, work, key
-            ) as ours,
+            running_server("ours", ours_cmd, ours_env, ours_port, work, key, args.app_dir) as ours,
             running_server("baseline", base_cmd, env, base_port, work, key) as base,
         ):
             servers = (base, ours)
             idle = {}
             for server in servers:
-                asyncio.run(run_level(server, 1, 1, args.max_tokens))  # warm-up
+                for scenario in SCENARIOS:  # warm-up
+                    asyncio.run(run_level(server, scenario, 1, 1, args.max_tokens))
                 idle[server.name] = server.rss()
             levels: dict[str, list[Level]] = {s.name: [] for s in servers}
             peak: dict[str, int] = {}
-            for clients in CONCURRENCY:
-                if clients == MEMORY_LEVEL and not all(s.reset_peak_rss() for s in servers):
+            for scenario, clients in plan(args.clients):
+                measure_memory = scenario == BASE_GREEDY and clients == MEMORY_LEVEL
+                if measure_memory and not all(s.reset_peak_rss() for s in servers):
                     raise RuntimeError("cannot reset the peak RSS (/proc/PID/clear_refs)")
                 runs: dict[str, list[Level]] = {s.name: [] for s in servers}
                 for _ in range(args.repeats):
                     for server in servers:
                         level = asyncio.run(
-                            run_level(server, clients, rounds_for(clients, args), args.max_tokens)
+                            run_level(
+                                server,
+                                scenario,
+                                clients,
+                                rounds_for(clients, args),
+                                args.max_tokens,
+                            )
                         )
                         runs[server.name].append(level)
                         print(
-                            f"{server.name:8} clients={clients:3} tokens={level.tokens:6} "
-                            f"tok/s={level.tokens_per_second:8.0f} "
+                            f"{server.name:8} {scenario.label:22} clients={clients:3} "
+                            f"tokens={level.tokens:6} tok/s={level.tokens_per_second:8.0f} "
                             f"ttft_p50={level.ttft_p50 * 1000:6.0f} ms",
                             file=sys.stderr,
                         )
                 for server in servers:
                     levels[server.name].append(median_run(runs[server.name]))
-                    if clients == MEMORY_LEVEL:
+                    if measure_memory:
                         peak[server.name] = server.peak_rss()
-        memory = {name: (idle[name], peak[name]) for name in ("ours", "baseline")}
-        torch.set_num_threads(args.torch_threads)
-        in_process = engine_bench.run(
-            share / BASE_MODEL_RELPATH,
-            CONCURRENCY,
-            lambda clients: rounds_for(clients, args),
-            args.max_tokens,
-        )
+        memory = {name: (idle[name], peak[name]) for name in peak}
+        in_process: list[engine_bench.EngineLevel] = []
+        if not args.no_in_process:
+            torch.set_num_threads(args.torch_threads)
+            in_process = engine_bench.run(
+                share / BASE_MODEL_RELPATH,
+                args.clients,
+                lambda clients: rounds_for(clients, args),
+                args.max_tokens,
+            )
         text = report(levels, memory, in_process, args, command)
-        args.results.write_text(text)
+        with args.results.open("a") as results:
+            results.write("\n" + text)
         print(text)
     finally:
         shutil.rmtree(work, ignore_errors=True)

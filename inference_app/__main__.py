@@ -24,6 +24,8 @@ def build_engine(settings: Settings):  # type: ignore[no-untyped-def]  # engine 
         adapters=settings.adapters,
         max_batch_size=settings.max_batch_size,
         max_queue=settings.max_queue,
+        quantization=settings.quantization,
+        cache_dir=settings.runtime_dir / "models",
     )
 
 

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference_app import login, routes
 from inference_app.auth import ApiKeyMiddleware, KeyChecker
+from inference_app.body_limit import BodyLimitMiddleware
 from inference_app.engine.base import Engine
 from inference_app.errors import install_error_handlers
 from inference_app.metrics import Metrics
@@ -65,7 +66,8 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         from inference_app.ui import mount_ui  # gradio is heavy: import only when serving a UI
 
         mount_ui(app, services)
-    # Outermost first: request id → metrics → auth → routes.
+    # Outermost first: request id → metrics → auth → body limit → routes.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ApiKeyMiddleware, checker=app.state.key_checker)
     app.add_middleware(RequestCountMiddleware, metrics=services.metrics)
     app.add_middleware(RequestContextMiddleware)

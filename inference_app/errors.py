@@ -93,6 +93,31 @@ class OverloadedError(APIError):
         )
 
 
+class RequestTooLargeError(APIError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body is larger than this server's limit of {limit} bytes "
+            "(ACA_INFER_MAX_REQUEST_BYTES); send a smaller request"
+        )
+
+
+class ClientClosedRequestError(APIError):
+    """The client went away before its (non-streaming) answer was ready. Nobody reads this
+    answer: its status, nginx's 499 "client closed request", is what the access log and the
+    request counter record."""
+
+    status_code = 499
+    error_type = "invalid_request_error"
+    code = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("The client disconnected before the answer was ready")
+
+
 class EngineUnavailableError(APIError):
     status_code = 503
     error_type = "server_error"
@@ -127,6 +152,17 @@ def param_from_loc(loc: Sequence[str | int]) -> str | None:
     return text or None
 
 
+def most_telling(errors: Sequence[Any]) -> dict[str, Any]:
+    """The validation error to report. A union field (`stop`: a string or a list) fails once
+    per branch; the branch whose type matched says what is actually wrong ("at most 4 items"),
+    where the others only say "Input should be a valid string"."""
+    if not errors:
+        return {"loc": (), "msg": "invalid request"}
+    type_mismatch = ("_type", "_parsing")
+    telling = [e for e in errors if not str(e.get("type", "")).endswith(type_mismatch)]
+    return dict((telling or errors)[0])
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -134,11 +170,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        first = most_telling(exc.errors())
         param = param_from_loc(first.get("loc", ()))
         message = str(first.get("msg", "invalid request"))
         if first.get("type") == "extra_forbidden":
             message = "Unrecognized request argument supplied"
+        elif first.get("type") == "too_long" and "max_length" in first.get("ctx", {}):
+            ctx = first["ctx"]
+            message = (
+                f"{ctx.get('actual_length', 'too many')} items given; "
+                f"at most {ctx['max_length']} are allowed"
+            )
         elif first.get("type") == "json_invalid":
             message = "The request body is not valid JSON"
             param = None

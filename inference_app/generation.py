@@ -4,6 +4,7 @@ API errors."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
@@ -137,6 +138,9 @@ class GenerationService:
         field = body.unsupported_field()
         if field is not None:
             raise UnsupportedParameterError(field)
+        misused = body.misused_field()
+        if misused is not None:
+            raise BadRequestError(misused[1], param=misused[0], code="invalid_value")
         self.ensure_ready()
         return self.resolve_model(body.model)
 
@@ -157,22 +161,27 @@ class GenerationService:
 
     # --- budgets and sampling --------------------------------------------------------------
 
-    def render_chat(self, messages: Sequence[dict[str, str]]) -> str:
-        with engine_errors():
-            return self.engine.render_chat(messages)
+    # Rendering and tokenising take time in proportion to the request (seconds for megabytes):
+    # they run in a worker thread so the event loop keeps answering /health, /ready and the
+    # other clients' streams meanwhile.
 
-    def count_prompt(self, prompt: str, param: str) -> int:
+    async def render_chat(self, messages: Sequence[dict[str, str]]) -> str:
         with engine_errors():
-            tokens = self.engine.count_tokens(prompt)
+            return await asyncio.to_thread(self.engine.render_chat, messages)
+
+    async def tokenize_prompt(self, prompt: str, param: str) -> tuple[int, ...]:
+        """The prompt's token ids, refused when they leave no room for a completion."""
+        with engine_errors():
+            ids = tuple(await asyncio.to_thread(self.engine.tokenize, prompt))
             window = self.engine.context_window
-        if tokens >= window:
+        if len(ids) >= window:
             raise BadRequestError(
-                f"The prompt is {tokens} tokens; this model's context window is {window} tokens "
-                "and leaves no room for a completion. Shorten it.",
+                f"The prompt is {len(ids)} tokens; this model's context window is {window} "
+                "tokens and leaves no room for a completion. Shorten it.",
                 param=param,
                 code="context_length_exceeded",
             )
-        return tokens
+        return ids
 
     def sampling(self, choices: SamplingChoices, prompt_tokens: int) -> SamplingParams:
         with engine_errors():
@@ -197,7 +206,13 @@ class GenerationService:
         )
 
     def requests(
-        self, request_id: str, prompt: str, sampling: SamplingParams, model: ModelInfo, n: int
+        self,
+        request_id: str,
+        prompt: str,
+        prompt_ids: tuple[int, ...],
+        sampling: SamplingParams,
+        model: ModelInfo,
+        n: int,
     ) -> list[GenerationRequest]:
         """`n` independent generations; with a seed, each choice gets its own (seed + index)
         so the choices differ yet the whole answer is reproducible."""
@@ -213,6 +228,7 @@ class GenerationService:
                     prompt=prompt,
                     sampling=params,
                     adapter=model.adapter,
+                    prompt_token_ids=prompt_ids,
                 )
             )
         return out

@@ -87,8 +87,16 @@ class SamplingFields(_Strict):
     def _unsupported_common(self) -> str | None:
         if self.logit_bias:
             return "logit_bias"
+        return None
+
+    def misused_field(self) -> tuple[str, str] | None:
+        """A field that is valid alone but not with the others: (field, what to do)."""
         if self.stream_options is not None and not self.stream:
-            return "stream_options"
+            return (
+                "stream_options",
+                "'stream_options' is only allowed when 'stream' is true; "
+                "set \"stream\": true or remove 'stream_options'",
+            )
         return None
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from inference_app.engine.base import ModelInfo
 from inference_app.protocol import (
     ERROR_RESPONSES,
     ChatCompletion,
@@ -64,22 +65,23 @@ async def metrics(request: Request) -> Response:
     )
 
 
+def model_card(svc: Services, model: ModelInfo) -> ModelCard:
+    """One model as both /v1/models and /v1/models/{id} describe it: an adapter's root and
+    parent are the base model, the base model is its own root."""
+    base = next((m.id for m in svc.generation.engine.models() if m.adapter is None), None)
+    return ModelCard(
+        id=model.id,
+        created=svc.started_at,
+        owned_by=model.owned_by,
+        root=model.id if model.adapter is None else base,
+        parent=None if model.adapter is None else base,
+    )
+
+
 @router.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES, tags=["openai"])
 async def list_models(request: Request) -> ModelList:
     svc = services(request)
-    base = next((m.id for m in svc.generation.engine.models() if m.adapter is None), None)
-    return ModelList(
-        data=[
-            ModelCard(
-                id=m.id,
-                created=svc.started_at,
-                owned_by=m.owned_by,
-                root=m.id if m.adapter is None else base,
-                parent=None if m.adapter is None else base,
-            )
-            for m in svc.generation.engine.models()
-        ]
-    )
+    return ModelList(data=[model_card(svc, m) for m in svc.generation.engine.models()])
 
 
 @router.get(
@@ -90,8 +92,7 @@ async def list_models(request: Request) -> ModelList:
 )
 async def get_model(model_id: str, request: Request) -> ModelCard:
     svc = services(request)
-    model = svc.generation.resolve_model(model_id)
-    return ModelCard(id=model.id, created=svc.started_at, owned_by=model.owned_by)
+    return model_card(svc, svc.generation.resolve_model(model_id))
 
 
 @router.post(

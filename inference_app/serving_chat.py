@@ -32,20 +32,20 @@ class ChatService:
     def __init__(self, generation: GenerationService) -> None:
         self.generation = generation
 
-    def prepare(self, body: ChatCompletionRequest, request_id: str) -> PreparedChat:
+    async def prepare(self, body: ChatCompletionRequest, request_id: str) -> PreparedChat:
         model = self.generation.admit(body)
-        prompt = self.generation.render_chat(
+        prompt = await self.generation.render_chat(
             [message.as_template_message() for message in body.messages]
         )
-        prompt_tokens = self.generation.count_prompt(prompt, "messages")
+        prompt_ids = await self.generation.tokenize_prompt(prompt, "messages")
         sampling = self.generation.sampling(
-            SamplingChoices.of(body, body.token_limit()), prompt_tokens
+            SamplingChoices.of(body, body.token_limit()), len(prompt_ids)
         )
-        requests = self.generation.requests(request_id, prompt, sampling, model, body.n)
-        return PreparedChat(model, requests, prompt_tokens)
+        requests = self.generation.requests(request_id, prompt, prompt_ids, sampling, model, body.n)
+        return PreparedChat(model, requests, len(prompt_ids))
 
     async def complete(self, body: ChatCompletionRequest, request_id: str) -> ChatCompletion:
-        prepared = self.prepare(body, request_id)
+        prepared = await self.prepare(body, request_id)
         results = await self.generation.collect(prepared.requests)
         usage = usage_of([prepared.prompt_tokens], [r.completion_tokens for r in results])
         return ChatCompletion(
@@ -64,7 +64,7 @@ class ChatService:
 
     async def stream(self, body: ChatCompletionRequest, request_id: str) -> AsyncIterator[str]:
         """Prepare and start; errors up to the first event raise (and become HTTP statuses)."""
-        prepared = self.prepare(body, request_id)
+        prepared = await self.prepare(body, request_id)
         events = await self.generation.stream(prepared.requests)
         return self._sse(prepared, events, request_id, body.include_usage())
 

@@ -30,19 +30,20 @@ class CompletionService:
     def __init__(self, generation: GenerationService) -> None:
         self.generation = generation
 
-    def prepare(self, body: CompletionRequest, request_id: str) -> PreparedCompletion:
+    async def prepare(self, body: CompletionRequest, request_id: str) -> PreparedCompletion:
         model = self.generation.admit(body)
         prompts = body.prompts()
         requests: list[GenerationRequest] = []
         prompt_tokens: list[int] = []
         for i, prompt in enumerate(prompts):
             param = "prompt" if len(prompts) == 1 else f"prompt[{i}]"
-            tokens = self.generation.count_prompt(prompt, param)
-            sampling = self.generation.sampling(SamplingChoices.of(body, body.max_tokens), tokens)
-            prompt_tokens.append(tokens)
+            ids = await self.generation.tokenize_prompt(prompt, param)
+            sampling = self.generation.sampling(SamplingChoices.of(body, body.max_tokens), len(ids))
+            prompt_tokens.append(len(ids))
             requests += self.generation.requests(
                 f"{request_id}-p{i}" if len(prompts) > 1 else request_id,
                 prompt,
+                ids,
                 sampling,
                 model,
                 body.n,
@@ -50,7 +51,7 @@ class CompletionService:
         return PreparedCompletion(model, prompts, requests, prompt_tokens, body.n)
 
     async def complete(self, body: CompletionRequest, request_id: str) -> Completion:
-        prepared = self.prepare(body, request_id)
+        prepared = await self.prepare(body, request_id)
         results = await self.generation.collect(prepared.requests)
         return Completion(
             id=f"cmpl-{request_id}",
@@ -67,7 +68,7 @@ class CompletionService:
         )
 
     async def stream(self, body: CompletionRequest, request_id: str) -> AsyncIterator[str]:
-        prepared = self.prepare(body, request_id)
+        prepared = await self.prepare(body, request_id)
         events = await self.generation.stream(prepared.requests)
         return self._sse(prepared, events, request_id, body.echo, body.include_usage())
 

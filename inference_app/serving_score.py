@@ -82,9 +82,10 @@ class ScoreService:
     ) -> str:
         gen = self.generation
         model = gen.default_model()
-        prompt = gen.render_chat(messages)
-        sampling = gen.sampling(self._choices(parameters), gen.count_prompt(prompt, param))
-        [result] = await gen.collect(gen.requests(request_id, prompt, sampling, model, 1))
+        prompt = await gen.render_chat(messages)
+        ids = await gen.tokenize_prompt(prompt, param)
+        sampling = gen.sampling(self._choices(parameters), len(ids))
+        [result] = await gen.collect(gen.requests(request_id, prompt, ids, sampling, model, 1))
         return result.text
 
     async def _conversations(
@@ -94,7 +95,7 @@ class ScoreService:
         request_id: str,
     ) -> list[str]:
         prompts = [
-            (self.generation.render_chat(messages), f"input_data.input_string[{i}]")
+            (await self.generation.render_chat(messages), f"input_data.input_string[{i}]")
             for i, messages in enumerate(conversations)
         ]
         return await self._prompts(prompts, parameters, request_id)
@@ -107,7 +108,7 @@ class ScoreService:
         model = gen.default_model()
         requests: list[GenerationRequest] = []
         for i, (prompt, param) in enumerate(prompts):
-            tokens = gen.count_prompt(prompt, param)
-            sampling = gen.sampling(self._choices(parameters), tokens)
-            requests += gen.requests(f"{request_id}-p{i}", prompt, sampling, model, 1)
+            ids = await gen.tokenize_prompt(prompt, param)
+            sampling = gen.sampling(self._choices(parameters), len(ids))
+            requests += gen.requests(f"{request_id}-p{i}", prompt, ids, sampling, model, 1)
         return [result.text for result in await gen.collect(requests)]

@@ -30,8 +30,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 ADAPTER_CONFIG = "adapter_config.json"
+# The values of the template's `quantization` parameter (infra/provision/inference.bicep).
+QUANTIZATIONS = ("none", "8bit", "4bit")
 
 T = TypeVar("T")
+
+# Room for a long conversation at a large context window (128k tokens are about 0.5 MB of
+# text), far below what would take the server seconds to parse.
+DEFAULT_MAX_REQUEST_BYTES = 4 * 2**20
 
 
 class SettingsError(Exception):
@@ -53,9 +59,12 @@ class Settings:
     default_max_tokens: int = 512
     max_tokens_limit: int = 0  # 0 = only the context window bounds max_tokens
     keepalive_seconds: float = 10.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     ui_enabled: bool = True
     forwarded_allow_ips: str = "*"
     log_level: str = "INFO"
+    quantization: str = "none"
+    runtime_dir: Path = Path("/tmp/aca-infer")
 
     def __post_init__(self) -> None:
         if not self.api_keys and not self.allow_no_auth:
@@ -139,6 +148,12 @@ OPTIONS: tuple[_Option, ...] = (
         "10",
         "SSE keep-alive comment interval while no token arrives",
     ),
+    _Option(
+        "--max-request-bytes",
+        "ACA_INFER_MAX_REQUEST_BYTES",
+        str(DEFAULT_MAX_REQUEST_BYTES),
+        "largest request body accepted; a larger one is refused with 413",
+    ),
     _Option("--ui", "ACA_INFER_UI", "true", "mount the Gradio chat UI at /ui (true/false)"),
     _Option(
         "--forwarded-allow-ips",
@@ -147,6 +162,18 @@ OPTIONS: tuple[_Option, ...] = (
         "proxies trusted for X-Forwarded-* (the replica is reachable only through its ingress)",
     ),
     _Option("--log-level", "ACA_INFER_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    _Option(
+        "--quantization",
+        "ACA_INFER_QUANTIZATION",
+        "none",
+        "base model weights: none, 8bit or 4bit (bitsandbytes; GPU only)",
+    ),
+    _Option(
+        "--runtime-dir",
+        "ACA_INFER_RUNTIME_DIR",
+        "/tmp/aca-infer",
+        "local disk folder for the model copy of a network-mounted share",
+    ),
 )
 
 
@@ -204,9 +231,12 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         default_max_tokens=get("default_max_tokens", _int_between(1, 1_000_000)),
         max_tokens_limit=get("max_tokens_limit", _int_between(0, 1_000_000)),
         keepalive_seconds=get("keepalive_seconds", _float_between(0.1, 230.0)),
+        max_request_bytes=get("max_request_bytes", _int_between(1024, 2**30)),
         ui_enabled=get("ui", _bool),
         forwarded_allow_ips=get("forwarded_allow_ips", _text),
         log_level=get("log_level", _log_level),
+        quantization=get("quantization", _choice(QUANTIZATIONS)),
+        runtime_dir=Path(get("runtime_dir", _text)),
     )
 
 
@@ -326,6 +356,17 @@ def _float_between(low: float, high: float) -> Callable[[_Option, str], float]:
     return parse
 
 
+def _choice(allowed: Sequence[str]) -> Callable[[_Option, str], str]:
+    def parse(option: _Option, value: str) -> str:
+        if value not in allowed:
+            raise SettingsError(
+                f"{option.env} ({option.flag}): '{value}' is not one of {', '.join(allowed)}"
+            )
+        return value
+
+    return parse
+
+
 def _log_level(option: _Option, value: str) -> str:
     level = value.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -346,5 +387,7 @@ def describe(settings: Settings) -> dict[str, Any]:
         "release": settings.release,
         "max_batch_size": settings.max_batch_size,
         "max_queue": settings.max_queue,
+        "max_request_bytes": settings.max_request_bytes,
         "ui": settings.ui_enabled,
+        "quantization": settings.quantization,
     }

@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from inference_app.engine.base import GenerationChunk
-from inference_app.errors import APIError, EngineFailureError
+from inference_app.errors import APIError, ClientClosedRequestError, EngineFailureError
 
 T = TypeVar("T")
 
@@ -175,7 +175,8 @@ def sse_response(events: AsyncIterator[str]) -> StreamingResponse:
 
 async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Run `work`, cancelling it if the client disconnects first (non-streaming requests,
-    where nothing else would notice)."""
+    where nothing else would notice). A client that gave up is an outcome, not a failure:
+    one log line, and ClientClosedRequestError for the access log and the request counter."""
     task = asyncio.ensure_future(work)
 
     async def wait_for_disconnect() -> None:
@@ -192,5 +193,6 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         if not task.done():
             await _cancel(task)
     if task.cancelled():
-        raise asyncio.CancelledError("client disconnected")
+        log.info("client disconnected; its request was cancelled", extra={"outcome": "cancelled"})
+        raise ClientClosedRequestError()
     return task.result()

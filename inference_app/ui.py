@@ -23,6 +23,15 @@ from inference_app.services import Services
 
 UI_PATH = "/ui"
 
+# The chat log's label and its share/clear/copy icons float over the top edge of the scrolling
+# log, where they hid the right-aligned user message scrolled there: the log starts below them.
+_CSS = """
+#chat-log .bubble-wrap {
+    margin-top: var(--size-8);
+    height: calc(100% - var(--size-8));
+}
+"""
+
 
 def _text_of(content: Any) -> str:
     """Gradio hands history content as a string, a dict, or a list of typed parts."""
@@ -72,7 +81,7 @@ def build_ui(services: Services) -> gr.Blocks:
         )
         answer = ""
         try:
-            prepared = services.chat.prepare(body, request_id)
+            prepared = await services.chat.prepare(body, request_id)
             # aclosing: when the user presses Stop, the generation stops too.
             async with contextlib.aclosing(
                 await services.generation.stream(prepared.requests)
@@ -105,4 +114,6 @@ def build_ui(services: Services) -> gr.Blocks:
 
 
 def mount_ui(app: FastAPI, services: Services) -> None:
-    gr.mount_gradio_app(app, build_ui(services), path=UI_PATH, footer_links=[], ssr_mode=False)
+    gr.mount_gradio_app(
+        app, build_ui(services), path=UI_PATH, footer_links=[], ssr_mode=False, css=_CSS
+    )

@@ -7,25 +7,39 @@ fails readiness is rolled back to `previous`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from provision.deploy_lock import deploy_lock
-from provision.errors import AcaInferError, InputError, NotReadyError
+from provision.errors import AcaInferError, InputError, NotReadyError, OperationError
 from provision.release import (
     BOOTSTRAP,
     CURRENT,
     OBJECTS_DIR,
     PREVIOUS,
     RELEASES_DIR,
+    FileEntry,
     Manifest,
     object_path,
     release_path,
     scan_tree,
+    sha256_bytes,
 )
 from provision.share import Share, read_text_or_none
 from provision.targets import Progress, ReadyState, Target
+from provision.wheelhouse import (
+    RUNTIME_FILE,
+    WHEELHOUSES_DIR,
+    PipDownloader,
+    RuntimeSpec,
+    WheelDownloader,
+    serve_requirements,
+    wheelhouse_path,
+)
 
 APP_PACKAGE = "inference_app"
 
@@ -36,6 +50,9 @@ class DeploySettings:
     ready_timeout: float = 600.0
     break_lock: bool = False
     restart: bool = False  # even when the release is unchanged: the model may have changed
+    # The packages the server needs beside the image's torch; None: the `serve` extra.
+    requirements: tuple[str, ...] | None = None
+    downloader: WheelDownloader = field(default_factory=PipDownloader)
 
     def __post_init__(self) -> None:
         if not (self.source_dir / "__main__.py").is_file():
@@ -87,28 +104,41 @@ def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:
     return Manifest.from_json(share.read_bytes(release_path(release_id)))
 
 
-def sync_release(
+def upload_missing(
     share: Share,
     manifest: Manifest,
-    bodies: dict[str, Path],
-    current_release: str | None,
+    read_body: Callable[[str], bytes],
     progress: Progress,
-) -> SyncStats:
-    """Upload what the share lacks: file bodies by content, then the bootstrap, then the
-    manifest last, so a manifest on the share always names bodies that are all there."""
+    what: str = "changed files",
+) -> tuple[int, int]:
+    """Write the bodies of `manifest` that the share lacks (by content); returns the number of
+    files they stand for and the bytes written."""
     existing = set(share.list_files(OBJECTS_DIR))
-    current = _load_manifest(share, current_release)
     changed = [
         p for p, e in sorted(manifest.files.items()) if object_path(e.sha256) not in existing
     ]
     # Files with the same content share one body: write it once.
     bodies_to_write = {object_path(manifest.files[path].sha256): path for path in changed}
-    uploaded, unchanged = len(changed), len(manifest.files) - len(changed)
     bytes_uploaded = sum(manifest.files[path].size for path in bodies_to_write.values())
     if changed:
-        progress(f"upload {uploaded} changed files ({bytes_uploaded} bytes) to {share.describe()}")
+        progress(f"upload {len(changed)} {what} ({bytes_uploaded} bytes) to {share.describe()}")
     for target, path in bodies_to_write.items():
-        share.write_bytes(target, bodies[path].read_bytes())
+        share.write_bytes(target, read_body(path))
+    return len(changed), bytes_uploaded
+
+
+def sync_release(
+    share: Share,
+    manifest: Manifest,
+    read_body: Callable[[str], bytes],
+    current_release: str | None,
+    progress: Progress,
+) -> SyncStats:
+    """Upload what the share lacks: file bodies by content, then the bootstrap, then the
+    manifest last, so a manifest on the share always names bodies that are all there."""
+    current = _load_manifest(share, current_release)
+    uploaded, bytes_uploaded = upload_missing(share, manifest, read_body, progress)
+    unchanged = len(manifest.files) - uploaded
     bootstrap = bootstrap_source()
     on_share = share.read_bytes(BOOTSTRAP) if share.exists(BOOTSTRAP) else None
     if on_share != bootstrap:
@@ -124,6 +154,37 @@ def sync_release(
     return SyncStats(uploaded, unchanged, deleted, bytes_uploaded)
 
 
+def _entry(path: Path) -> FileEntry:
+    return FileEntry(sha256_bytes(path.read_bytes()), path.stat().st_size)
+
+
+def sync_wheelhouse(
+    share: Share, spec: RuntimeSpec, downloader: WheelDownloader, progress: Progress
+) -> tuple[int, int]:
+    """Put the wheels for `spec` on the share unless its wheelhouse is there already: downloaded
+    once per requirements key, bodies the share has are not uploaded again, the wheelhouse's
+    manifest written last. Returns the wheels uploaded and their bytes."""
+    key = spec.key
+    if key is None or spec.platform is None or share.exists(wheelhouse_path(key)):
+        return 0, 0
+    platform = spec.platform
+    progress(
+        f"download the server's packages once for requirements {key} "
+        f"(Python {platform.python_version}, {platform.platform})"
+    )
+    with tempfile.TemporaryDirectory(prefix="aca-infer-wheels-") as folder:
+        wheels = downloader.download(spec.requirements, platform, Path(folder))
+        if not wheels:
+            raise OperationError(f"no wheels were downloaded for {', '.join(spec.requirements)}")
+        bodies = {wheel.name: wheel for wheel in wheels}
+        manifest = Manifest({name: _entry(path) for name, path in bodies.items()})
+        uploaded = upload_missing(
+            share, manifest, lambda name: bodies[name].read_bytes(), progress, "wheels"
+        )
+    share.write_bytes(wheelhouse_path(key), manifest.to_json())
+    return uploaded
+
+
 def _switch(share: Share, current: str, previous: str | None) -> None:
     # `previous` first: if we stop between the two writes, `current` still names a whole release.
     if previous is not None:
@@ -131,15 +192,34 @@ def _switch(share: Share, current: str, previous: str | None) -> None:
     share.write_bytes(CURRENT, current.encode())
 
 
+def _wheelhouse_of(share: Share, manifest: Manifest) -> str | None:
+    entry = manifest.files.get(RUNTIME_FILE)
+    if entry is None:
+        return None
+    key: str | None = json.loads(share.read_bytes(object_path(entry.sha256)))["wheelhouse"]
+    return key
+
+
 def _prune(share: Share) -> None:
-    """Keep the releases `current` and `previous` name, and the bodies they use."""
+    """Keep the releases `current` and `previous` name, the wheelhouses they use, and the
+    bodies of both."""
     keep_ids = {read_text_or_none(share, CURRENT), read_text_or_none(share, PREVIOUS)}
     keep_objects: set[str] = set()
+    keep_wheelhouses: set[str] = set()
     for path in list(share.list_files(RELEASES_DIR)):
         release_id = Path(path).stem
         if release_id in keep_ids:
             manifest = Manifest.from_json(share.read_bytes(path))
             keep_objects.update(object_path(e.sha256) for e in manifest.files.values())
+            key = _wheelhouse_of(share, manifest)
+            if key is not None:
+                keep_wheelhouses.add(wheelhouse_path(key))
+        else:
+            share.delete(path)
+    for path in list(share.list_files(WHEELHOUSES_DIR)):
+        if path in keep_wheelhouses:
+            wheels = Manifest.from_json(share.read_bytes(path))
+            keep_objects.update(object_path(e.sha256) for e in wheels.files.values())
         else:
             share.delete(path)
     for path in list(share.list_files(OBJECTS_DIR)):
@@ -156,13 +236,40 @@ def _restart_and_wait(target: Target, timeout: float, progress: Progress) -> Rea
     return target.replica.wait_ready(timeout, progress)
 
 
+def build_release(source_dir: Path, spec: RuntimeSpec) -> tuple[Manifest, Callable[[str], bytes]]:
+    """The release of `source_dir` with the record of what it needs installed (`RUNTIME_FILE`),
+    and how to read each file's body."""
+    manifest, bodies = scan_tree(source_dir, APP_PACKAGE)
+    runtime = spec.to_json()
+    manifest = Manifest(
+        {**manifest.files, RUNTIME_FILE: FileEntry(sha256_bytes(runtime), len(runtime))}
+    )
+
+    def read_body(path: str) -> bytes:
+        return runtime if path == RUNTIME_FILE else bodies[path].read_bytes()
+
+    return manifest, read_body
+
+
 def deploy(target: Target, settings: DeploySettings, progress: Progress) -> DeployResult:
     target.check_deployable()
     share = target.share
-    manifest, bodies = scan_tree(settings.source_dir, APP_PACKAGE)
+    requirements = settings.requirements
+    spec = RuntimeSpec(
+        serve_requirements() if requirements is None else requirements, target.image_platform()
+    )
+    manifest, read_body = build_release(settings.source_dir, spec)
     with deploy_lock(share, settings.break_lock):
         current = read_text_or_none(share, CURRENT)
-        stats = sync_release(share, manifest, bodies, current, progress)
+        # The wheels first: a release on the share always names a complete wheelhouse.
+        wheels, wheel_bytes = sync_wheelhouse(share, spec, settings.downloader, progress)
+        stats = sync_release(share, manifest, read_body, current, progress)
+        stats = SyncStats(
+            stats.uploaded + wheels,
+            stats.unchanged,
+            stats.deleted,
+            stats.bytes_uploaded + wheel_bytes,
+        )
         new = manifest.release_id
         changed = target.replica.settings_changed()
         if changed:

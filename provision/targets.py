@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from provision.share import Share
+from provision.wheelhouse import ImagePlatform
 
 Progress = Callable[[str], None]
 
@@ -171,6 +172,10 @@ class Replica(Protocol):
 
 class Target(Protocol):
     name: str
+
+    def image_platform(self) -> ImagePlatform | None:
+        """The platform of the replica's image when deploy must bring the server's packages as
+        wheels (the default public PyTorch image); None when the replica has them already."""
 
     @property
     def share(self) -> Share: ...

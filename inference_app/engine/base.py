@@ -31,6 +31,9 @@ class GenerationRequest:
     prompt: str  # already rendered (chat template applied by the caller)
     sampling: SamplingParams
     adapter: str | None = None  # None = the base model
+    # The prompt's token ids when the caller has already tokenised it (to check its length),
+    # so the engine does not do it again; empty = the engine tokenises `prompt`.
+    prompt_token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,10 @@ class Engine(Protocol):
         """Apply the model's chat template to the whole conversation, ending with the
         assistant's turn."""
 
-    def count_tokens(self, text: str) -> int: ...
+    def tokenize(self, text: str) -> list[int]:
+        """The token ids the engine would feed the model for this (rendered) prompt.
+        Like `render_chat`, it can take long on a large input: callers on an event loop run it
+        in a worker thread."""
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         """Stream the completion. Closing the iterator (client gone) cancels the generation.

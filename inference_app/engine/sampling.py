@@ -59,23 +59,28 @@ def _top_p_filter(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
 
 
 def next_tokens(logits: torch.Tensor, samplers: Sequence[RowSampler]) -> list[int]:
-    """One token per row of `logits` ([batch, vocab]) following each row's sampler."""
+    """One token per row of `logits` ([batch, vocab]) following each row's sampler.
+
+    This runs once per decode step, so it skips what changes nothing: the argmax when every row
+    samples, the division by a temperature of 1, the nucleus sort when every top_p is 1."""
     logits = logits.float()
     penalised = [i for i, s in enumerate(samplers) if s.penalised]
     if penalised:
         logits = logits.clone()
         for i in penalised:
             logits[i] = samplers[i].apply_penalties(logits[i])
-    chosen = logits.argmax(dim=-1).tolist()
     sampled = [i for i, s in enumerate(samplers) if not s.greedy]
+    chosen = [0] * len(samplers) if len(sampled) == len(samplers) else logits.argmax(-1).tolist()
     if sampled:
-        rows = torch.tensor(sampled, device=logits.device)
-        temperature = torch.tensor(
-            [samplers[i].params.temperature for i in sampled], device=logits.device
-        )
-        top_p = torch.tensor([samplers[i].params.top_p for i in sampled], device=logits.device)
-        probs = torch.softmax(logits[rows] / temperature.unsqueeze(-1), dim=-1)
-        probs = _top_p_filter(probs, top_p)
+        every_row = len(sampled) == len(samplers)
+        rows = logits if every_row else logits[torch.tensor(sampled, device=logits.device)]
+        temperatures = [samplers[i].params.temperature for i in sampled]
+        if any(t != 1.0 for t in temperatures):
+            rows = rows / torch.tensor(temperatures, device=logits.device).unsqueeze(-1)
+        probs = torch.softmax(rows, dim=-1)
+        top_ps = [samplers[i].params.top_p for i in sampled]
+        if any(p < 1.0 for p in top_ps):
+            probs = _top_p_filter(probs, torch.tensor(top_ps, device=logits.device))
         for row, i in enumerate(sampled):
             chosen[i] = samplers[i].draw(probs[row])
     for sampler, token in zip(samplers, chosen, strict=True):

@@ -5,8 +5,9 @@ then admits waiting requests: their prompts run through one prefill forward pass
 join the running batch. Each decode step is a single forward pass over all running sequences
 (one new token each), so N concurrent clients cost about one client's worth of forward passes.
 
-With adapters loaded, each row names its adapter through peft's mixed-batch `adapter_names`
-argument, so requests for different adapters share a step and get the output they would alone.
+With adapters loaded, requests for different adapters share a step and get the output they
+would alone: `AdapterRouter` switches the model when every row wants the same one, and names
+each row's adapter (peft's mixed-batch `adapter_names`) only when they differ.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from inference_app.engine.adapter_routing import AdapterRouter
 from inference_app.engine.base import (
     EngineError,
     EngineOverloadedError,
@@ -36,9 +38,6 @@ from inference_app.engine.stats import EngineStats
 from inference_app.engine.text_stream import TextStream
 
 log = logging.getLogger(__name__)
-
-# peft's name for "no adapter" in a mixed batch.
-BASE_ADAPTER = "__base__"
 
 
 @dataclass(eq=False)
@@ -91,7 +90,7 @@ class BatchScheduler:
         self._limits = limits
         self._stop_token_ids = frozenset(stop_token_ids)
         self._pad_token_id = pad_token_id
-        self._mixed_adapters = mixed_adapters
+        self._adapters = AdapterRouter(model) if mixed_adapters else None
         self._device = device
         self.stats = EngineStats()
         self._waiting: deque[ActiveRequest] = deque()
@@ -244,8 +243,8 @@ class BatchScheduler:
         cache: DynamicCache,
     ) -> torch.Tensor:
         extra: dict[str, Any] = {}
-        if self._mixed_adapters:
-            extra["adapter_names"] = [s.request.adapter or BASE_ADAPTER for s in seqs]
+        if self._adapters is not None:
+            extra = self._adapters.forward_kwargs([s.request.adapter for s in seqs])
         out = self._model(
             input_ids=ids,
             attention_mask=mask,

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from inference_app.engine import loading
+from inference_app.engine.adapter_routing import BASE_ADAPTER
 from inference_app.engine.base import (
     EngineError,
     EngineStatus,
@@ -24,10 +26,10 @@ from inference_app.engine.base import (
     ModelInfo,
     SamplingParams,
 )
+from inference_app.engine.device import Hardware, LoadPlan, plan_load
 from inference_app.engine.result_stream import ResultStream
 from inference_app.engine.sampling import RowSampler
 from inference_app.engine.scheduler import (
-    BASE_ADAPTER,
     ActiveRequest,
     BatchScheduler,
     SchedulerLimits,
@@ -46,16 +48,6 @@ class _Loaded:
     scheduler: BatchScheduler
     context_window: int
     vocab_size: int
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    if device.type != "cuda":
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def model_id_for(model_path: Path) -> str:
@@ -83,10 +75,13 @@ class TransformersEngine:
         max_batch_size: int = 16,
         max_queue: int = 128,
         max_prefill_tokens: int = 8192,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        hardware: Hardware | None = None,
+        quantization: str = "none",
+        cache_dir: Path | None = None,
         model_id: str | None = None,
     ) -> None:
+        """`hardware` None: the GPUs torch sees. `cache_dir`: local disk for the copy of a model
+        on a network mount (None: always read it where it is)."""
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size: {max_batch_size} is not allowed; use 1 or more")
         if max_queue < 0:
@@ -105,8 +100,12 @@ class TransformersEngine:
             max_queue=max_queue,
             max_prefill_tokens=max_prefill_tokens,
         )
-        self._device = torch.device(device) if device is not None else default_device()
-        self._dtype = dtype or default_dtype(self._device)
+        self._hardware = hardware if hardware is not None else Hardware.detect()
+        self._plan: LoadPlan = plan_load(
+            self._hardware, quantization, loading.weights_bytes(self._model_path)
+        )
+        self._device = torch.device(self._plan.device)
+        self._cache_dir = cache_dir
         self._loaded: _Loaded | None = None
         self._state = "engine not started"
 
@@ -131,13 +130,27 @@ class TransformersEngine:
         self._state = "engine is shut down"
 
     def _load(self) -> _Loaded:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(self._model_path, local_files_only=True)
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            self._model_path, dtype=self._dtype, local_files_only=True
+        model, report = loading.load_model(
+            self._model_path, self._plan, self._cache_dir, self._show_progress
         )
-        model.to(self._device).eval()
+        plan = self._plan
+        log.info(
+            "model loaded in %.1f s on %s: dtype %s, quantization %s, %s%s",
+            report.total_seconds,
+            self._hardware.describe(),
+            plan.dtype,
+            plan.quantization,
+            plan.placement,
+            f"; copied {report.copied_bytes / 2**30:.2f} GiB to local disk in "
+            f"{report.copy_seconds:.1f} s"
+            if report.copied_bytes
+            else "",
+        )
+        for warning in plan.warnings:
+            log.warning("model placement: %s", warning)
         config = model.config.get_text_config(decoder=True)
         context_window = int(
             getattr(config, "max_position_embeddings", None) or tokenizer.model_max_length
@@ -155,6 +168,9 @@ class TransformersEngine:
             device=self._device,
         )
         return _Loaded(tokenizer, scheduler, context_window, int(config.vocab_size))
+
+    def _show_progress(self, text: str) -> None:
+        self._state = f"loading model from {self._model_path}: {text}"
 
     def _with_adapters(self, model: Any) -> Any:
         from peft import PeftModel
@@ -217,8 +233,8 @@ class TransformersEngine:
             raise ValueError(f"messages: the chat template rejected them: {err}") from err
         return rendered
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._encode(self._require_loaded().tokenizer, text))
+    def tokenize(self, text: str) -> list[int]:
+        return self._encode(self._require_loaded().tokenizer, text)
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         loaded = self._require_loaded()
@@ -226,7 +242,9 @@ class TransformersEngine:
         if request.adapter is not None and request.adapter not in self._adapters:
             known = ", ".join(sorted(self._adapters)) or "none loaded"
             raise ValueError(f"model: unknown adapter {request.adapter!r} (adapters: {known})")
-        prompt_ids = self._encode(loaded.tokenizer, request.prompt)
+        prompt_ids = list(request.prompt_token_ids) or self._encode(
+            loaded.tokenizer, request.prompt
+        )
         room = loaded.context_window - len(prompt_ids)
         if not prompt_ids:
             raise ValueError("prompt: it is empty; send at least one token of text")

@@ -78,9 +78,17 @@ param minimumInstanceCount int = 0
 @maxValue(1000)
 param concurrentRequests int = 4
 
-@description('Optional. Container image with Python 3.11 and the server\'s dependencies (the project\'s "serve" extra on a CUDA build of torch), built from infra/image/Dockerfile and published by the runtime-image workflow; having them in the image keeps cold starts short. Pin a tag or digest you control.')
+@description('Optional. Container image of the replica. The default is the public PyTorch CUDA runtime image (Docker Hub, pulled without credentials, pinned by digest; Python 3.11, torch 2.7.1 with CUDA 12.8): deploy puts the server\'s other packages on the share as wheels and the bootstrap installs them once per requirements hash. An image built from infra/image/Dockerfile already holds them, so nothing is installed at start.')
 @minLength(1)
-param containerImage string = 'ghcr.io/aca-infer/aca-infer-runtime:0.1.0'
+param containerImage string = 'docker.io/pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime@sha256:c16f4c749e2d9e96878875cdf6cc45cddda1d1a36fddd371dd6f2360f1b6e2a2'
+
+@description('Optional. Weight quantization of the base model: none, or 8bit / 4bit through bitsandbytes (as the AI Toolkit loads base models) so a 7-8B model fits the 16 GB T4. GPU profiles only.')
+@allowed([
+  'none'
+  '8bit'
+  '4bit'
+])
+param quantization string = 'none'
 
 @description('Optional. Share-relative directory of the base model (AI Toolkit layout).')
 @minLength(1)
@@ -222,6 +230,7 @@ module app 'modules/app.bicep' = {
     command: containerCommand
     modelPath: modelPath
     adapterPath: adapterPath
+    quantization: quantization
     apiKeyPrimary: apiKeyPrimary
     apiKeySecondary: apiKeySecondary
     location: location

@@ -42,6 +42,7 @@ from provision.targets import (
     TargetDescription,
 )
 from provision.template_params import ParamDeclaration
+from provision.wheelhouse import ImagePlatform
 
 TARGET = "local"
 PREFERRED_PORT = 7860
@@ -139,6 +140,11 @@ class LocalTarget:
         }
         launch = ReplicaLaunch(environment, int(config["PORT"]), _runtime_settings(config))
         return LocalReplica(self.state_dir, self.share_dir, launch)
+
+    def image_platform(self) -> ImagePlatform | None:
+        # The local replica runs in the project's virtual environment, which has the `serve`
+        # extra: no wheels to download. The bootstrap still checks that it has them.
+        return None
 
     def endpoint(self) -> str:
         return str(self._config()["ACA_APP_ENDPOINT"])

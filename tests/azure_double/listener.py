@@ -36,6 +36,9 @@ class _Server(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[Any, Any]:
         raw, address = self.socket.accept()
+        # Headers and body go out as separate writes: without this, Nagle's algorithm holds the
+        # second one until the client's delayed ACK (about 40 ms per ARM or Files response).
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # The handshake runs in the connection's own thread (see _Handler.handle).
         wrapped = self.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
         with self.connections_lock:

@@ -71,8 +71,8 @@ class FakeEngine:
             raise ValueError("messages: unknown role")
         return " ".join(f"<{m['role']}> {m['content']}" for m in messages) + " <assistant>"
 
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
+    def tokenize(self, text: str) -> list[int]:
+        return [len(word) for word in text.split()]
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
         if not self.started:
@@ -83,7 +83,7 @@ class FakeEngine:
         return self._stream(request)
 
     async def _stream(self, request: GenerationRequest) -> AsyncIterator[GenerationChunk]:
-        prompt_tokens = self.count_tokens(request.prompt)
+        prompt_tokens = len(request.prompt_token_ids or self.tokenize(request.prompt))
         label = request.adapter or "base"
         text = ""
         done = False

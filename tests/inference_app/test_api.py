@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -163,6 +163,15 @@ def test_models_lists_base_and_adapters(fake_server: StartServer) -> None:
     assert httpx.get(server.url + "/v1/models/a", headers=AUTH).json()["id"] == "a"
 
 
+def test_one_model_is_described_as_in_the_list(fake_server: StartServer) -> None:
+    server = fake_server(FakeEngine(adapters=("a", "b")))
+    listed = httpx.get(server.url + "/v1/models", headers=AUTH).json()["data"]
+    for card in listed:
+        one = httpx.get(server.url + f"/v1/models/{card['id']}", headers=AUTH).json()
+        assert one == card
+    assert [card["root"] for card in listed] == [BASE_ID, BASE_ID, BASE_ID]
+
+
 def test_unknown_model_is_404_naming_model(fake_server: StartServer) -> None:
     server = fake_server()
     response = post(server, "/v1/chat/completions", {"model": "gpt-9", "messages": HELLO})
@@ -195,6 +204,55 @@ def test_bad_or_unsupported_fields_are_400_naming_the_field(
     response = post(server, "/v1/chat/completions", {"messages": HELLO, **extra})
     error = assert_error(response, 400, param)
     assert param.split("[")[0] in error["message"]
+
+
+def test_too_many_stop_sequences_names_the_limit(fake_server: StartServer) -> None:
+    server = fake_server()
+    body = {"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]}
+    error = assert_error(post(server, "/v1/chat/completions", body), 400, "stop")
+    assert "at most 4" in error["message"]
+    assert "valid string" not in error["message"]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_stream_options_without_stream_says_stream_is_needed(
+    fake_server: StartServer, path: str
+) -> None:
+    server = fake_server()
+    body = {"messages": HELLO} if "chat" in path else {"prompt": "hello"}
+    response = post(server, path, {**body, "stream_options": {"include_usage": True}})
+    error = assert_error(response, 400, "stream_options")
+    assert "only allowed when 'stream' is true" in error["message"]
+    assert "not supported" not in error["message"]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_body_over_the_limit_is_413_in_openai_shape(
+    fake_server: StartServer, chunked: bool
+) -> None:
+    server = fake_server(max_request_bytes=4096)
+    body = json.dumps({"messages": [{"role": "user", "content": "word " * 2000}]}).encode()
+    content: bytes | Iterator[bytes] = body
+    if chunked:  # no Content-Length: the server has to count as it reads
+        content = (body[i : i + 1000] for i in range(0, len(body), 1000))
+    response = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=content,
+        headers={**AUTH, "content-type": "application/json"},
+        timeout=30,
+    )
+    error = assert_error(response, 413)
+    assert error["code"] == "request_too_large"
+    assert "4096 bytes" in error["message"]
+    assert server.engine.received == []
+    small = json.dumps({"messages": HELLO}).encode()
+    response = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=iter([small]) if chunked else small,
+        headers={**AUTH, "content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 200
 
 
 def test_body_that_is_not_json_is_400(fake_server: StartServer) -> None:
@@ -473,6 +531,9 @@ def test_client_disconnect_stops_the_generation(fake_server: StartServer, stream
         "the cancellation to be counted",
     )
     assert "aca_infer_generations_running 0.0" in metrics()
+    if not stream:  # counted as a request the client closed, not as a server error
+        assert 'route="/v1/chat/completions",status="499"} 1.0' in metrics()
+        assert 'status="500"' not in metrics()
 
 
 @pytest.mark.parametrize(

@@ -259,3 +259,54 @@ def test_logs_are_json_lines_carrying_the_request_id(real_server: RealServer) ->
     assert entry["path"] == "/v1/models"
     assert entry["status"] == 200
     assert PRIMARY_KEY not in real_server.log_file.read_text()
+
+
+def test_client_that_gives_up_on_a_non_streaming_request(real_server: RealServer) -> None:
+    """Logged as a cancelled request (no traceback), counted, and its generation freed."""
+    request_id = "gives-up-0001"
+    log_start = len(real_server.log_file.read_text())
+    cancelled_before = engine_gauge(real_server, "aca_infer_engine_requests_cancelled_total")
+    body = {
+        "model": ADAPTER,
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+        "temperature": 0,
+        "max_tokens": 3000,
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            real_server.url + "/v1/chat/completions",
+            json=body,
+            headers={"api-key": PRIMARY_KEY, "x-request-id": request_id},
+            timeout=httpx.Timeout(60, read=0.5),
+        )
+    wait_until(
+        lambda: (
+            engine_gauge(real_server, "aca_infer_engine_requests_cancelled_total")
+            > cancelled_before
+        ),
+        30,
+        "the engine to cancel the generation",
+    )
+    wait_until(
+        lambda: engine_gauge(real_server, "aca_infer_engine_running_sequences") == 0,
+        30,
+        "the engine to go idle",
+    )
+
+    def entries() -> list[dict[str, object]]:
+        text = real_server.log_file.read_text()[log_start:]
+        return [json.loads(line) for line in text.splitlines()]
+
+    wait_until(
+        lambda: any(e.get("request_id") == request_id and "status" in e for e in entries()),
+        10,
+        "the access log line",
+    )
+    mine = [e for e in entries() if e.get("request_id") == request_id]
+    assert [e["status"] for e in mine if "status" in e] == [499]
+    assert any(e.get("outcome") == "cancelled" and e["level"] == "INFO" for e in mine)
+    assert not [e for e in entries() if e["level"] == "ERROR" or "exception" in e]
+    metrics = httpx.get(real_server.url + "/metrics", headers={"api-key": PRIMARY_KEY}).text
+    assert re.search(
+        r'aca_infer_requests_total\{route="/v1/chat/completions",status="499"\} [1-9]', metrics
+    )

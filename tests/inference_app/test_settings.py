@@ -52,6 +52,15 @@ def test_a_flag_wins_over_its_environment_twin(share: Path) -> None:
     assert load_settings([], env_for(share, ACA_INFER_PORT="8000")).port == 8000
 
 
+def test_request_body_limit_has_a_flag_and_an_environment_twin(share: Path) -> None:
+    assert load_settings([], env_for(share)).max_request_bytes == 4 * 2**20
+    from_env = load_settings([], env_for(share, ACA_INFER_MAX_REQUEST_BYTES="65536"))
+    assert from_env.max_request_bytes == 65536
+    assert load_settings(["--max-request-bytes", "2048"], env_for(share)).max_request_bytes == 2048
+    with pytest.raises(SettingsError, match="ACA_INFER_MAX_REQUEST_BYTES"):
+        load_settings([], env_for(share, ACA_INFER_MAX_REQUEST_BYTES="lots"))
+
+
 def test_keys_never_appear_in_repr(share: Path) -> None:
     settings = load_settings([], env_for(share, ACA_INFER_API_KEY_SECONDARY="s3cret-value"))
     assert settings.api_keys == ("k", "s3cret-value")
@@ -74,6 +83,7 @@ def test_no_key_refuses_unless_explicitly_insecure(share: Path) -> None:
         ("ACA_INFER_MAX_QUEUE", "-1", "ACA_INFER_MAX_QUEUE"),
         ("ACA_INFER_UI", "maybe", "ACA_INFER_UI"),
         ("ACA_INFER_LOG_LEVEL", "loud", "ACA_INFER_LOG_LEVEL"),
+        ("ACA_INFER_QUANTIZATION", "3bit", "ACA_INFER_QUANTIZATION.*none, 8bit, 4bit"),
         ("ACA_INFER_MODEL_PATH", "model-cache/none", "ACA_INFER_MODEL_PATH"),
         ("ACA_INFER_ADAPTER_PATH", "models/missing", "ACA_INFER_ADAPTER_PATH"),
     ],
@@ -145,6 +155,17 @@ def test_bad_settings_exit_non_zero_with_one_line_and_no_traceback(share: Path) 
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "ACA_INFER_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_quantization_without_a_gpu_stops_the_server_at_start(share: Path) -> None:
+    environ = env_for(share, ACA_INFER_QUANTIZATION="4bit", CUDA_VISIBLE_DEVICES="")
+    assert load_settings([], environ).quantization == "4bit"
+
+    result = run_module(env=environ)
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("inference_app: ACA_INFER_QUANTIZATION: 4bit needs a GPU")
     assert "Traceback" not in result.stderr
 
 

@@ -16,6 +16,9 @@ pytestmark = pytest.mark.browser
 
 SCREENSHOT = REPO_ROOT / "test-artifacts" / "ui-two-turn-chat.png"
 BOT = "#chat-log [data-testid=bot]"
+INPUT = "#chat-input textarea"
+# What floats over the top edge of the chat log: its label and its share/clear/copy icons.
+COVERS = "#chat-log .top-panel, #chat-log [data-testid=block-label]"
 USER = "#chat-log [data-testid=user]"
 
 
@@ -44,7 +47,9 @@ def test_two_turn_conversation_in_the_chat_ui(real_server: RealServer) -> None:
         for turn, message in enumerate(["Hello! Who are you?", "Tell me more, please."], 1):
             generations = counter(real_server, "aca_infer_generations_total")
             tokens = counter(real_server, "aca_infer_prompt_tokens_total")
-            page.evaluate("document.querySelector('#chat-input textarea').focus()")
+            # The box is disabled while an answer streams: typing there would be lost.
+            page.wait_for(f"!document.querySelector('{INPUT}').disabled", 60, "the input box")
+            page.evaluate(f"document.querySelector('{INPUT}').focus()")
             page.type_text(message)
             page.press_enter()
             page.wait_for(
@@ -60,6 +65,20 @@ def test_two_turn_conversation_in_the_chat_ui(real_server: RealServer) -> None:
         assert [u.strip() for u in users] == ["Hello! Who are you?", "Tell me more, please."]
         # The second turn sent the whole conversation, not just the new message.
         assert prompt_tokens[1] > prompt_tokens[0]
+        # A message scrolled to the top of the log stays clear of the log's label and icons.
+        hidden = page.evaluate(
+            f"""(() => {{
+                const users = document.querySelectorAll('{USER}');
+                const last = users[users.length - 1];
+                last.scrollIntoView({{block: 'start'}});
+                const m = last.getBoundingClientRect();
+                const covers = Array.from(
+                    document.querySelectorAll('{COVERS}'), e => e.getBoundingClientRect());
+                return covers.filter(c => c.left < m.right && m.left < c.right
+                                          && c.top < m.bottom && m.top < c.bottom).length;
+            }})()"""
+        )
+        assert hidden == 0, "the user's message is under the chat log's label or icons"
         page.screenshot(SCREENSHOT)
     assert SCREENSHOT.stat().st_size > 0
 

@@ -25,6 +25,7 @@ from provision.targets import (
     ScaleResult,
     TargetDescription,
 )
+from provision.wheelhouse import ImagePlatform
 
 
 @dataclass
@@ -70,9 +71,13 @@ class FakeReplica:
 class FakeTarget:
     name = "fake"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, platform: ImagePlatform | None = None) -> None:
         self._share = LocalShare(root)
         self._replica = FakeReplica(self._share)
+        self._platform = platform
+
+    def image_platform(self) -> ImagePlatform | None:
+        return self._platform
 
     @property
     def share(self) -> LocalShare:

@@ -95,7 +95,8 @@ def test_reprovision_keeps_keys_and_port(project: Project) -> None:
 def test_deploy_invoke_status_redeploy_down(project: Project) -> None:
     provisioned(project)
     first = project.json("deploy", "--ready-timeout", "60")
-    assert first["ready"] and first["uploaded"] == 3 and first["previous_release"] is None
+    # The stand-in app's two files, the release's requirements record and the bootstrap.
+    assert first["ready"] and first["uploaded"] == 4 and first["previous_release"] is None
     health = httpx.get(first["endpoint"] + "/health").json()
     assert health["release"] == first["release"]  # the replica runs the code from the share
 
@@ -138,9 +139,12 @@ def test_release_that_crashes_is_rolled_back_with_exit_5(project: Project) -> No
 
 
 def _release_id_after_change(project: Project) -> str:
-    from provision.release import scan_tree
+    from provision.deploy import build_release
+    from provision.wheelhouse import RuntimeSpec, serve_requirements
 
-    manifest, _ = scan_tree(project.root / "inference_app", "inference_app")
+    manifest, _ = build_release(
+        project.root / "inference_app", RuntimeSpec(serve_requirements(), None)
+    )
     return manifest.release_id
 
 

@@ -10,7 +10,11 @@ from provision.deploy import DeploySettings, deploy, rollback
 from provision.errors import InputError, NotReadyError, OperationError
 from provision.release import CURRENT, LOCK, OBJECTS_DIR, PREVIOUS, Manifest, release_path
 from provision.share import read_text_or_none
+from provision.wheelhouse import RUNTIME_FILE
 from tests.provision.fakes import FakeTarget
+
+# Every release holds its code plus one record of the packages it needs (RUNTIME_FILE).
+RECORD = 1
 
 
 def quiet(message: str) -> None:
@@ -29,13 +33,16 @@ def write_app(app: Path, files: dict[str, str]) -> None:
 
 
 def remote_tree(target: FakeTarget) -> dict[str, bytes]:
-    """What the replica would see: the current release, materialised from the share."""
+    """What the replica would see of the code: the current release, materialised from the share
+    (without the record of its requirements, RUNTIME_FILE, which test_wheelhouse covers)."""
     share = target.share
     release = read_text_or_none(share, CURRENT)
     assert release is not None
     manifest = Manifest.from_json(share.read_bytes(release_path(release)))
     tree = {}
     for path, entry in manifest.files.items():
+        if path == RUNTIME_FILE:
+            continue
         tree[path] = share.read_bytes(f"{OBJECTS_DIR}/{entry.sha256[:2]}/{entry.sha256}")
     return tree
 
@@ -57,7 +64,7 @@ def test_first_deploy_uploads_everything_and_switches(tmp_path: Path, target: Fa
     app = tmp_path / "inference_app"
     write_app(app, {"a.py": "A", "pkg/b.py": "B"})
     result = deploy(target, DeploySettings(app), quiet)
-    assert result.uploaded == 4  # three files and the bootstrap
+    assert result.uploaded == 3 + RECORD + 1  # three files, the record and the bootstrap
     assert result.unchanged == 0 and result.previous_release is None and result.ready
     assert read_text_or_none(target.share, CURRENT) == result.release
     assert remote_tree(target) == local_tree(app)
@@ -83,7 +90,7 @@ def test_changed_file_uploads_only_that_file(tmp_path: Path, target: FakeTarget)
     first = deploy(target, DeploySettings(app), quiet)
     write_app(app, {"a.py": "A2"})
     second = deploy(target, DeploySettings(app), quiet)
-    assert (second.uploaded, second.deleted, second.unchanged) == (1, 1, 2)
+    assert (second.uploaded, second.deleted, second.unchanged) == (1, 1, 1 + RECORD + 1)
     assert second.bytes_uploaded == 2
     assert second.previous_release == first.release
     assert read_text_or_none(target.share, PREVIOUS) == first.release
@@ -160,7 +167,7 @@ def test_only_current_and_previous_releases_are_kept(tmp_path: Path, target: Fak
     releases = list(target.share.list_files("app/releases"))
     objects = list(target.share.list_files(OBJECTS_DIR))
     assert len(releases) == 2
-    assert len(objects) == 3  # __main__.py, a.py of 2 and a.py of 3
+    assert len(objects) == 3 + RECORD  # __main__.py, a.py of 2 and a.py of 3, the record
 
 
 def test_deploy_settings_reject_a_folder_without_the_app(tmp_path: Path) -> None:
@@ -186,7 +193,7 @@ def test_after_any_sequence_of_edits_and_deploys_remote_equals_local(
         write_app(app, tree)
         result = deploy(target, DeploySettings(app), quiet)
         assert remote_tree(target) == local_tree(app)
-        assert result.uploaded + result.unchanged == len(local_tree(app)) + 1
+        assert result.uploaded + result.unchanged == len(local_tree(app)) + RECORD + 1
 
 
 def test_files_with_equal_content_count_as_uploaded_and_share_one_body(
@@ -195,8 +202,8 @@ def test_files_with_equal_content_count_as_uploaded_and_share_one_body(
     app = tmp_path / "inference_app"
     write_app(app, {"a.py": "same", "b.py": "same"})
     result = deploy(target, DeploySettings(app), quiet)
-    assert (result.uploaded, result.unchanged) == (4, 0)
-    assert len(list(target.share.list_files(OBJECTS_DIR))) == 2
+    assert (result.uploaded, result.unchanged) == (3 + RECORD + 1, 0)
+    assert len(list(target.share.list_files(OBJECTS_DIR))) == 2 + RECORD
     assert remote_tree(target) == local_tree(app)
 
 

@@ -26,7 +26,7 @@ param gpuProfileType string
 @description('Required. Environment storage entry of the share, mounted at /mount.')
 param environmentStorageName string
 
-@description('Required. Container image that already holds the server\'s Python dependencies.')
+@description('Required. Container image of the replica (Python and a CUDA build of torch; the server\'s other packages come from the share unless the image has them).')
 param containerImage string
 
 @description('Required. Container command.')
@@ -37,6 +37,14 @@ param modelPath string
 
 @description('Required. Share-relative directory of the LoRA adapter.')
 param adapterPath string
+
+@description('Required. Weight quantization of the base model (none, 8bit, 4bit).')
+@allowed([
+  'none'
+  '8bit'
+  '4bit'
+])
+param quantization string
 
 @description('Required. Primary API key.')
 @secure()
@@ -163,6 +171,10 @@ resource app 'Microsoft.App/containerApps@2025-07-01' = {
             {
               name: 'ACA_INFER_ADAPTER_PATH'
               value: adapterPath
+            }
+            {
+              name: 'ACA_INFER_QUANTIZATION'
+              value: quantization
             }
             {
               name: 'ACA_INFER_PORT'

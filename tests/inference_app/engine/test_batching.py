@@ -105,3 +105,28 @@ def test_long_generations_that_outgrow_the_cache_buffers_still_match(
     assert [r.completion_tokens for r in alone if r.finish_reason == "length"] == [
         n for r, n in zip(alone, lengths, strict=True) if r.finish_reason == "length"
     ]
+
+
+def test_a_batch_that_changes_between_one_and_several_adapters_keeps_every_output(
+    engine: TransformersEngine,
+) -> None:
+    """A lone adapter request runs without peft's mixed-batch path; requests for other models
+    joining and leaving switch the batch into it and back, without changing any output."""
+    long_prompt, *short_prompts = (chat_prompt(engine, text) for text in PROMPT_TEXTS[:3])
+    long_alone = asyncio.run(complete(engine, request(long_prompt, ADAPTER, max_tokens=60)))
+    joiners = [(short_prompts[0], None), (short_prompts[1], OTHER_ADAPTER)]
+    short_alone = [solo(engine, p, a) for p, a in joiners]
+
+    async def staggered() -> tuple[Result, list[Result]]:
+        stream = engine.generate(request(long_prompt, ADAPTER, max_tokens=60))
+        first = await anext(stream)  # decoding alone, on its adapter
+        joined = await asyncio.gather(*(complete(engine, request(p, a)) for p, a in joiners))
+        rest = await collect(stream)  # alone again once the others finished
+        long = Result(
+            first.text + rest.text, rest.finish_reason, rest.completion_tokens, 1 + rest.chunks
+        )
+        return long, joined
+
+    long, joined = asyncio.run(staggered())
+    assert long == long_alone
+    assert joined == short_alone

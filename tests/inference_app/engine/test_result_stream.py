@@ -58,3 +58,39 @@ def test_closing_an_unfinished_stream_cancels_once_and_a_finished_one_never() ->
 
     asyncio.run(scenario())
     assert cancels == ["unfinished"]
+
+
+def test_text_within_the_stream_interval_waits_for_the_next_hand_off() -> None:
+    async def scenario() -> list[GenerationChunk]:
+        stream = ResultStream(asyncio.get_running_loop())
+        outbox = Outbox(interval=3600)
+        outbox.add(stream, chunk("a", 1))  # a first token goes at once
+        outbox.flush()
+        first = await anext(stream)
+        reading = asyncio.ensure_future(anext(stream))
+        outbox.add(stream, chunk("b", 2))
+        outbox.flush()
+        outbox.add(stream, chunk("c", 3))
+        outbox.flush()
+        for _ in range(5):  # a hand-off would have reached the reader by now
+            await asyncio.sleep(0)
+        assert not reading.done(), "text within the interval was handed over"
+        outbox.add(stream, chunk("", 4, "length"))  # the end goes at once, with what waited
+        outbox.flush()
+        return [first, await reading]
+
+    assert asyncio.run(scenario()) == [chunk("a", 1), chunk("bc", 4, "length")]
+
+
+def test_every_chunk_goes_at_once_when_steps_are_slower_than_the_interval() -> None:
+    async def scenario() -> list[GenerationChunk]:
+        stream = ResultStream(asyncio.get_running_loop())
+        outbox = Outbox(interval=0.0)
+        received = []
+        for item in (chunk("a", 1), chunk("b", 2), chunk("c", 3, "stop")):
+            outbox.add(stream, item)
+            outbox.flush()
+            received.append(await anext(stream))
+        return received
+
+    assert asyncio.run(scenario()) == [chunk("a", 1), chunk("b", 2), chunk("c", 3, "stop")]
