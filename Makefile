@@ -17,7 +17,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export AZURE_TOKEN_CREDENTIALS := dev
 
-.PHONY: setup browser demo-model demo test lint typecheck stop clean
+.PHONY: setup browser demo-model demo test lint typecheck dist stop clean
 
 setup: $(STAMP)
 
@@ -35,8 +35,8 @@ $(CHECKOV_STAMP):
 
 demo-model: $(DEMO_MODEL)
 
-$(DEMO_MODEL): $(STAMP) scripts/make_demo_model.py
-	$(PY) scripts/make_demo_model.py --share-dir $(SHARE_DIR)
+$(DEMO_MODEL): $(STAMP) provision/demo_model.py
+	$(ACA) local demo-model --share-dir $(SHARE_DIR)
 
 demo: setup demo-model
 	$(ACA) up --target local --set modelPath=$(DEMO_MODEL_PATH) --restart
@@ -66,6 +66,11 @@ typecheck: setup
 
 test: setup browser $(CHECKOV_STAMP) lint typecheck
 	$(VENV)/bin/pytest
+
+# The wheel (self-contained: CLI, server package, Bicep templates, bootstrap) and the sdist.
+dist: setup
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist
 
 stop:
 	$(ACA) down --target local --yes

@@ -223,14 +223,23 @@ class BenchReplica:
         self.started: ReplicaIdentity | None = None
         self.started_at = 0.0
 
-    def restart(self) -> None:
+    def restart(self, release: str | None = None) -> None:
         self.stop()
-        release = (self.share / CURRENT).read_text().strip()
+        release = release or (self.share / CURRENT).read_text().strip()
         self.started = ReplicaIdentity(self.env["URL"], release, secrets.token_hex(8))
-        env = {**self.env, "ACA_INFER_INSTANCE_ID": self.started.instance_id}
+        env = {
+            **self.env,
+            "ACA_INFER_INSTANCE_ID": self.started.instance_id,
+            "ACA_INFER_RELEASE": release,
+        }
         self.started_at = time.monotonic()
         command = [str(self.python), str(self.share / "app/bootstrap.py")]
         self.process = Process(command, env, self.share, self.log)
+
+    def roll_out(self, release: str, timeout: float, progress: Progress) -> ReadyState:
+        # Cold starts are what this measures: one replica at a time, started in place.
+        self.restart(release)
+        return self.wait_ready(timeout, progress)
 
     def identity(self) -> ReplicaIdentity | None:
         return self.started if self.process is not None else None

@@ -5,20 +5,27 @@ Heavy modules (targets, Azure SDKs) are imported inside the commands so `--help`
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
+from click.core import ParameterSource
 
 from provision.errors import AcaInferError
 from provision.targets import TARGET_NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 130
+# Global options may come before or after the subcommand (as in az and azd); each occurrence is
+# recorded here under ctx.meta, which every context of one invocation shares.
+_GIVEN = "aca_infer.global."
+_STATE = "aca_infer.state"
 
 
 @dataclass(frozen=True)
@@ -30,21 +37,95 @@ class Context:
     def progress(self, message: str) -> None:
         from rich.console import Console
 
-        Console(stderr=True, highlight=False).print(f"[dim]· {message}[/dim]", markup=True)
+        # rich's own NO_COLOR handling keeps styles such as dim: no_color.org asks for none.
+        plain = bool(os.environ.get("NO_COLOR"))
+        console = Console(stderr=True, highlight=False, color_system=None if plain else "auto")
+        # soft_wrap: a message stays one line in logs and pipes, where rich assumes 80 columns.
+        console.print(f"[dim]· {message}[/dim]", markup=True, soft_wrap=True)
+
+
+def _given(ctx: click.Context, name: str, default: Any) -> Any:
+    return ctx.meta.get(_GIVEN + name, default)
+
+
+def _record_global(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    # The last one given wins; a default never replaces a value given elsewhere.
+    if param.name and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT:
+        ctx.meta[_GIVEN + param.name] = value
+    return value
+
+
+def _global_options() -> list[click.Parameter]:
+    return [
+        click.Option(
+            ["--output", "-o"],
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            expose_value=False,
+            callback=_record_global,
+            help="`json` prints one JSON object on stdout; progress always goes to stderr.",
+        ),
+        click.Option(
+            ["--project-dir"],
+            type=click.Path(path_type=Path),
+            default=None,
+            expose_value=False,
+            callback=_record_global,
+            help="The project's folder (holds infra/) [default: the nearest folder, from the "
+            "working directory up, that holds infra/ or .aca-infer/].",
+        ),
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            callback=_record_global,
+            help="Show tracebacks for errors.",
+        ),
+    ]
+
+
+def _state(ctx: click.Context) -> Context:
+    """The global options, read once every part of the command line has been parsed."""
+    if _STATE not in ctx.meta:
+        from provision.project import project_root
+
+        ctx.meta[_STATE] = Context(
+            output=_given(ctx, "output", "text"),
+            project_dir=project_root(_given(ctx, "project_dir", None), Path.cwd()),
+            debug=_given(ctx, "debug", False),
+        )
+    state: Context = ctx.meta[_STATE]
+    return state
 
 
 def _fail(ctx: click.Context, message: str, code: int) -> None:
-    state: Context | None = ctx.find_object(Context)
     click.echo(f"error: {message}", err=True)
-    if state is not None and state.output == "json":
+    if _given(ctx, "output", "text") == "json":
         from provision.render import as_json
 
         click.echo(as_json({"error": {"message": message, "exit_code": code}}))
     ctx.exit(code)
 
 
+class Command(click.Command):
+    """A command that also takes the global options."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_options())
+
+
 class Cli(click.Group):
-    """Maps expected errors to one line and their exit code; tracebacks only with --debug."""
+    """Maps expected errors to one line and their exit code; tracebacks only with --debug.
+    Every command and group under it takes the global options."""
+
+    command_class = Command
+    group_class = type  # subgroups are Cli groups too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_options())
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -65,16 +146,42 @@ class Cli(click.Group):
 
 
 def _debug(ctx: click.Context) -> bool:
-    state: Context | None = ctx.find_object(Context)
-    return bool(state and state.debug)
+    return bool(_given(ctx, "debug", False))
+
+
+def pass_state(command: F) -> F:
+    """Pass the global options (a Context) first. A `target` left out is resolved here, once
+    the project is known: ACA_INFER_TARGET, else the last provisioned, else azure."""
+
+    @functools.wraps(command)
+    def with_state(*args: Any, **kwargs: Any) -> Any:
+        state = _state(click.get_current_context())
+        if "target" in kwargs:
+            from provision.project import resolve_target
+
+            kwargs["target"] = resolve_target(kwargs["target"], state.project_dir, os.environ)
+        return command(state, *args, **kwargs)
+
+    return cast(F, with_state)
+
+
+def examples(*lines: str) -> Callable[[F], F]:
+    """Append an Examples block to a command's --help (every command has one)."""
+
+    def add(command: F) -> F:
+        block = "\n".join(f"  {line}" for line in lines)
+        command.__doc__ = f"{inspect.cleandoc(command.__doc__ or '')}\n\n\b\nExamples:\n{block}"
+        return command
+
+    return add
 
 
 target_option = click.option(
     "--target",
     type=click.Choice(TARGET_NAMES),
-    default="local",
-    show_default=True,
-    help="Where to run: `local` uses a folder as the share and a local process as the replica.",
+    default=None,
+    help="Where to run: `local` uses a folder as the share and a local process as the replica "
+    "[default: $ACA_INFER_TARGET, else the target this project last provisioned, else azure].",
 )
 set_option = click.option(
     "--set",
@@ -96,7 +203,8 @@ _deploy_option_list = (
         "--app-dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="The inference_app folder to deploy [default: <project-dir>/inference_app].",
+        help="The server package to deploy [default: <project-dir>/inference_app when there "
+        "is one, else the one that ships with aca-infer].",
     ),
     timeout_option,
     click.option(
@@ -116,30 +224,25 @@ def deploy_options(command: F) -> F:
     return command
 
 
-@click.group(cls=Cli)
-@click.option(
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="`json` prints one JSON object on stdout; progress always goes to stderr.",
-)
-@click.option(
-    "--project-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The project checkout (holds infra/ and inference_app/).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.version_option(package_name="aca-infer")
-@click.pass_context
-def cli(ctx: click.Context, output: str, project_dir: Path, debug: bool) -> None:
-    """Serve a fine-tuned LLM as an authenticated, autoscaling HTTPS endpoint."""
-    ctx.obj = Context(output=output, project_dir=project_dir.resolve(), debug=debug)
+_EPILOG = """\b
+Global options (--output, --project-dir, --debug) go before or after the command.
+Shell completion: add to ~/.bashrc
+  eval "$(_ACA_INFER_COMPLETE=bash_source aca-infer)"
+(zsh: zsh_source in ~/.zshrc; fish: _ACA_INFER_COMPLETE=fish_source aca-infer | source)"""
 
 
-pass_state = click.make_pass_decorator(Context)
+@click.group(cls=Cli, epilog=_EPILOG)
+@click.version_option(package_name="aca-infer", prog_name="aca-infer")
+def cli() -> None:
+    """Serve a fine-tuned LLM as an authenticated, autoscaling HTTPS endpoint.
+
+    \b
+    Examples:
+      aca-infer init                   # in an AI Toolkit project: add what aca-infer needs
+      aca-infer up                     # provision on Azure and deploy the server
+      aca-infer up --target local      # the same on this machine
+      aca-infer deploy --output json   # global options go anywhere
+    """
 
 
 def _target(state: Context, name: str) -> Any:
@@ -157,24 +260,33 @@ def _show(state: Context, result: Any, target: str) -> None:
 def _provision(
     state: Context, target: str, set_flags: tuple[str, ...], deploy_follows: bool = False
 ) -> Any:
-    from provision.targets import ProvisionSettings
+    from provision.assets import templates
+    from provision.project import remember_target
+    from provision.targets import ProvisionResult, ProvisionSettings
 
+    passed_over = templates(state.project_dir).note  # the AI Toolkit's own template
+    if passed_over:
+        state.progress(passed_over)
     settings = ProvisionSettings(
         target=target,
         set_flags=set_flags,
         environ=dict(os.environ),
         deploy_follows=deploy_follows,
     )
-    return _target(state, target).provision(settings, state.progress)
+    result = _target(state, target).provision(settings, state.progress)
+    if isinstance(result, ProvisionResult):  # not a plan (a dry run provisions nothing)
+        remember_target(state.project_dir, target)
+    return result
 
 
 def _deploy_settings(
     state: Context, app_dir: Path | None, ready_timeout: float, break_lock: bool, restart: bool
 ) -> Any:
+    from provision.assets import app_dir as chosen_app_dir
     from provision.deploy import DeploySettings
 
     return DeploySettings(
-        source_dir=(app_dir or state.project_dir / "inference_app").resolve(),
+        source_dir=chosen_app_dir(state.project_dir, app_dir),
         ready_timeout=ready_timeout,
         break_lock=break_lock,
         restart=restart,
@@ -193,6 +305,10 @@ def _deploy(state: Context, target: str, settings: Any) -> Any:
 @cli.command()
 @target_option
 @set_option
+@examples(
+    "aca-infer provision",
+    "aca-infer provision --target local --set localPort=8080",
+)
 @pass_state
 def provision(state: Context, target: str, set_flags: tuple[str, ...]) -> None:
     """Create or update the infrastructure and write the config."""
@@ -202,6 +318,11 @@ def provision(state: Context, target: str, set_flags: tuple[str, ...]) -> None:
 @cli.command()
 @target_option
 @deploy_options
+@examples(
+    "aca-infer deploy",
+    "aca-infer deploy --target local --output json",
+    "aca-infer deploy --app-dir ./my_server   # a custom server package",
+)
 @pass_state
 def deploy(state: Context, target: str, **options: Any) -> None:
     """Sync the inference code to the share as a new release and restart the replica."""
@@ -212,6 +333,10 @@ def deploy(state: Context, target: str, **options: Any) -> None:
 @target_option
 @set_option
 @deploy_options
+@examples(
+    "aca-infer up",
+    "aca-infer up --target local --set modelPath=model-cache/aca-infer/tiny-phi3",
+)
 @pass_state
 def up(state: Context, target: str, set_flags: tuple[str, ...], **options: Any) -> None:
     """Provision, then deploy."""
@@ -224,14 +349,85 @@ def up(state: Context, target: str, set_flags: tuple[str, ...], **options: Any) 
 @cli.command()
 @target_option
 @timeout_option
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    metavar="RELEASE",
+    help="The release to roll out (see `aca-infer releases`) [default: the previous one].",
+)
+@examples("aca-infer rollback", "aca-infer rollback --to r-1a2b3c4d5e6f --target local")
 @pass_state
-def rollback(state: Context, target: str, ready_timeout: float) -> None:
-    """Switch back to the previous release and restart."""
+def rollback(state: Context, target: str, ready_timeout: float, to: str | None) -> None:
+    """Roll out an earlier release beside the running one; it takes over once ready."""
     from provision.deploy import rollback as roll_back
     from provision.deploy_record import record_deploy
 
-    result = roll_back(_target(state, target), ready_timeout, state.progress)
+    result = roll_back(_target(state, target), ready_timeout, state.progress, to)
     record_deploy(state.project_dir, target, "rollback", result.release, result.ready)
+    _show(state, result, target)
+
+
+@cli.command()
+@target_option
+@examples("aca-infer releases", "aca-infer --output json releases --target local")
+@pass_state
+def releases(state: Context, target: str) -> None:
+    """List the releases kept on the share (id, date, size, files) and which one is live."""
+    from provision.deploy import releases as list_releases
+
+    _show(state, list_releases(_target(state, target)), target)
+
+
+@cli.command("upload-model")
+@target_option
+@click.option(
+    "--base",
+    "base_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The base model's folder (config.json, weights, tokenizer).",
+)
+@click.option(
+    "--adapter",
+    "adapter_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The LoRA adapter's folder (adapter_config.json, adapter weights).",
+)
+@click.option(
+    "--name",
+    default=None,
+    help="The adapter's folder under models/ on the share [default: qlora/qlora/gpu_model].",
+)
+@examples(
+    "aca-infer upload-model --base ./model-cache/microsoft/Phi-3-mini-4k-instruct "
+    "--adapter ./models/qlora/qlora/gpu_model/adapter"
+)
+@pass_state
+def upload_model(
+    state: Context, target: str, base_dir: Path, adapter_dir: Path, name: str | None
+) -> None:
+    """Check that the adapter fits the base, copy both to the share (resumable, verified) and
+    point modelPath/adapterPath there."""
+    from rich.console import Console
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    from provision.model_upload import UploadModelSettings, total_bytes
+    from provision.model_upload import upload_model as upload
+    from provision.target_state import TargetState
+
+    settings = UploadModelSettings(base_dir.resolve(), adapter_dir.resolve(), name)
+    columns = (*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("upload", total=total_bytes(settings))
+        result = upload(
+            _target(state, target),
+            TargetState(state.project_dir, target),
+            settings,
+            state.progress,
+            lambda count: bar.advance(task, count),
+        )
     _show(state, result, target)
 
 
@@ -241,6 +437,7 @@ def rollback(state: Context, target: str, ready_timeout: float) -> None:
 @click.option(
     "--yes", "-y", is_flag=True, help="Delete without asking (needed without a terminal)."
 )
+@examples("aca-infer down", "aca-infer down --target local --purge --yes")
 @pass_state
 def down(state: Context, target: str, purge: bool, yes: bool) -> None:
     """Show what will be deleted and kept, ask, then stop the replica and delete it."""
@@ -261,7 +458,11 @@ def down(state: Context, target: str, purge: bool, yes: bool) -> None:
     if plan.delete and not yes and not click.confirm("Delete these?", default=False, err=True):
         click.echo("Nothing was deleted.", err=True)
         return
-    _show(state, chosen.down(purge, state.progress), target)
+    from provision.project import forget_target
+
+    result = chosen.down(purge, state.progress)
+    forget_target(state.project_dir, target)
+    _show(state, result, target)
 
 
 @cli.command()
@@ -286,6 +487,10 @@ def down(state: Context, target: str, purge: bool, yes: bool) -> None:
     default=600.0,
     show_default=True,
     help="Seconds to wait for a replica of a scaled-to-zero endpoint to start.",
+)
+@examples(
+    'aca-infer invoke --message "Hello! Who are you?"',
+    'aca-infer invoke -m "Summarise LoRA in one line" --model qlora --temperature 0',
 )
 @pass_state
 def invoke(
@@ -341,6 +546,7 @@ def _message_only(
 
 @cli.command()
 @target_option
+@examples("aca-infer status", "aca-infer status --target local --output json")
 @pass_state
 def status(state: Context, target: str) -> None:
     """Show the endpoint, app and replica state, readiness, live release and last deploy."""
@@ -367,6 +573,7 @@ def status(state: Context, target: str) -> None:
 @click.option(
     "--system", is_flag=True, help="The target's own events (replica starts, stops, take-overs)."
 )
+@examples("aca-infer logs", "aca-infer logs --target local --tail 100 --since 15m")
 @pass_state
 def logs(
     state: Context, target: str, tail: int | None, since: str | None, follow: bool, system: bool
@@ -409,12 +616,14 @@ def start(state: Context, target: str, ready_timeout: float) -> None:
 
 
 @cli.group()
+@examples("aca-infer keys show")
 def keys() -> None:
     """The endpoint's API keys."""
 
 
 @keys.command("show")
 @target_option
+@examples("aca-infer keys show", "aca-infer keys show --target local --output json")
 @pass_state
 def keys_show(state: Context, target: str) -> None:
     """Print the primary and secondary API keys (secrets: keep them out of logs)."""
@@ -451,6 +660,57 @@ def keys_rotate(state: Context, target: str, which: str | None, ready_timeout: f
     if which is None:
         raise click.UsageError("say which key to replace: --primary or --secondary")
     _show(state, _target(state, target).rotate_key(which, ready_timeout, state.progress), target)
+
+
+@cli.command()
+@click.option(
+    "--eject",
+    is_flag=True,
+    help="Also write aca-infer's Bicep templates into infra/provision/, to change them there.",
+)
+@examples("aca-infer init", "aca-infer init --eject")
+@pass_state
+def init(state: Context, eject: bool) -> None:
+    """Add what aca-infer needs to this project; existing files are never overwritten.
+
+    Writes infra/provision/inference.parameters.json with every parameter and its meaning
+    (when the project has none) and puts .aca-infer/ in .gitignore. An AI Toolkit project's
+    parameters file and infra/finetuning.config.json are read as they are.
+    """
+    from provision.project_init import init_project
+
+    _show(state, init_project(state.project_dir, eject), "")
+
+
+@cli.group()
+@examples("aca-infer local demo-model")
+def local() -> None:
+    """Helpers for the local target (a folder as the share, a local process as the replica)."""
+
+
+@local.command("demo-model")
+@click.option(
+    "--share-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The share to write into [default: the local target's, .aca-infer/local/share].",
+)
+@examples(
+    "aca-infer local demo-model",
+    "aca-infer up --target local --set modelPath=model-cache/aca-infer/tiny-phi3",
+)
+@pass_state
+def local_demo_model(state: Context, share_dir: Path | None) -> None:
+    """Write a tiny Phi-3 model and a LoRA adapter (random weights) into the local share.
+
+    The local target needs a model; this one loads in seconds on a CPU. Needs the serving
+    packages: pip install 'aca-infer[serve]'.
+    """
+    from provision.demo_model import write_demo_model
+    from provision.local.target import LocalTarget
+
+    destination = share_dir if share_dir is not None else LocalTarget(state.project_dir).share_dir
+    _show(state, write_demo_model(destination), "local")
 
 
 def main() -> None:

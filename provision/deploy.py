@@ -1,19 +1,23 @@
-"""Deploy: sync the inference code to the share as a release, switch to it, restart, verify.
+"""Deploy: sync the inference code to the share as a release, roll it out, verify, switch.
 
-Guarantees (DESIGN.md "Share layout"): unchanged files are never uploaded again; `current` is
-switched last and atomically, so a replica never starts on a half-written release; a release that
-fails readiness is rolled back to `previous`.
+Guarantees (DESIGN.md "Share layout"): unchanged files are never uploaded again; a manifest is
+written only after every body it names, so a replica never starts on a half-written release; the
+new release is rolled out beside the running one (`Replica.roll_out`, pinned to its id) and
+takes over only once ready; `current` is switched after that, so it always names what serves.
+A release that fails readiness never takes over: the old one kept serving and `current` is
+unchanged (exit 5). `--restart` restarts in place and, on failure, starts the previous release
+again. One deploy at a time (`deploy_lock`, which heals when its holder dies); the last
+`KEEP_RELEASES` releases stay on the share for `rollback --to` (`release_history`).
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
+from provision.assets import APP_PACKAGE, bootstrap_source
 from provision.deploy_lock import deploy_lock
 from provision.errors import AcaInferError, InputError, NotReadyError, OperationError
 from provision.release import (
@@ -21,7 +25,6 @@ from provision.release import (
     CURRENT,
     OBJECTS_DIR,
     PREVIOUS,
-    RELEASES_DIR,
     FileEntry,
     Manifest,
     object_path,
@@ -29,19 +32,24 @@ from provision.release import (
     scan_tree,
     sha256_bytes,
 )
+from provision.release_history import (
+    ReleaseInfo,
+    list_releases,
+    previous_of,
+    prune,
+    record_live,
+    release_ids_on_share,
+)
 from provision.share import Share, read_text_or_none
 from provision.targets import Progress, ReadyState, Target
 from provision.wheelhouse import (
     RUNTIME_FILE,
-    WHEELHOUSES_DIR,
     PipDownloader,
     RuntimeSpec,
     WheelDownloader,
     serve_requirements,
     wheelhouse_path,
 )
-
-APP_PACKAGE = "inference_app"
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,7 @@ class DeploySettings:
         if not (self.source_dir / "__main__.py").is_file():
             raise InputError(
                 f"--app-dir {self.source_dir}: no {APP_PACKAGE} package there (missing "
-                "__main__.py); run from the aca-infer checkout or pass --project-dir"
+                "__main__.py); pass the folder of a server package"
             )
         if self.ready_timeout <= 0:
             raise InputError("--ready-timeout must be a positive number of seconds")
@@ -87,15 +95,17 @@ class DeployResult:
 
 
 @dataclass(frozen=True)
+class ReleasesResult:
+    target: str
+    releases: list[ReleaseInfo]
+
+
+@dataclass(frozen=True)
 class RollbackResult:
     release: str
     previous_release: str
     endpoint: str
     ready: bool
-
-
-def bootstrap_source() -> bytes:
-    return resources.files("provision").joinpath("share_files/bootstrap.py").read_bytes()
 
 
 def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:
@@ -186,54 +196,31 @@ def sync_wheelhouse(
 
 
 def _switch(share: Share, current: str, previous: str | None) -> None:
+    """Name the live release. Only after the replica on it is ready (it is pinned, so it never
+    needed `current`): a deploy stopped at any point leaves `current` naming what serves."""
     # `previous` first: if we stop between the two writes, `current` still names a whole release.
-    if previous is not None:
+    if previous is not None and previous != current:
         share.write_bytes(PREVIOUS, previous.encode())
     share.write_bytes(CURRENT, current.encode())
+    record_live(share, current)
 
 
-def _wheelhouse_of(share: Share, manifest: Manifest) -> str | None:
-    entry = manifest.files.get(RUNTIME_FILE)
-    if entry is None:
-        return None
-    key: str | None = json.loads(share.read_bytes(object_path(entry.sha256)))["wheelhouse"]
-    return key
-
-
-def _prune(share: Share) -> None:
-    """Keep the releases `current` and `previous` name, the wheelhouses they use, and the
-    bodies of both."""
-    keep_ids = {read_text_or_none(share, CURRENT), read_text_or_none(share, PREVIOUS)}
-    keep_objects: set[str] = set()
-    keep_wheelhouses: set[str] = set()
-    for path in list(share.list_files(RELEASES_DIR)):
-        release_id = Path(path).stem
-        if release_id in keep_ids:
-            manifest = Manifest.from_json(share.read_bytes(path))
-            keep_objects.update(object_path(e.sha256) for e in manifest.files.values())
-            key = _wheelhouse_of(share, manifest)
-            if key is not None:
-                keep_wheelhouses.add(wheelhouse_path(key))
-        else:
-            share.delete(path)
-    for path in list(share.list_files(WHEELHOUSES_DIR)):
-        if path in keep_wheelhouses:
-            wheels = Manifest.from_json(share.read_bytes(path))
-            keep_objects.update(object_path(e.sha256) for e in wheels.files.values())
-        else:
-            share.delete(path)
-    for path in list(share.list_files(OBJECTS_DIR)):
-        if path not in keep_objects:
-            share.delete(path)
-
-
-def _restart_and_wait(target: Target, timeout: float, progress: Progress) -> ReadyState:
-    progress("restart the replica")
+def _restart_and_wait(
+    target: Target, release: str | None, timeout: float, progress: Progress
+) -> ReadyState:
+    progress("restart the replica in place")
     try:
-        target.replica.restart()
+        target.replica.restart(release)
     except AcaInferError as error:  # e.g. its port was taken since the deploy checked it
         return ReadyState(False, str(error))
     return target.replica.wait_ready(timeout, progress)
+
+
+def _roll_out(target: Target, release: str, timeout: float, progress: Progress) -> ReadyState:
+    try:
+        return target.replica.roll_out(release, timeout, progress)
+    except AcaInferError as error:
+        return ReadyState(False, str(error))
 
 
 def build_release(source_dir: Path, spec: RuntimeSpec) -> tuple[Manifest, Callable[[str], bytes]]:
@@ -259,7 +246,7 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
         serve_requirements() if requirements is None else requirements, target.image_platform()
     )
     manifest, read_body = build_release(settings.source_dir, spec)
-    with deploy_lock(share, settings.break_lock):
+    with deploy_lock(share, progress, settings.break_lock) as lock:
         current = read_text_or_none(share, CURRENT)
         # The wheels first: a release on the share always names a complete wheelhouse.
         wheels, wheel_bytes = sync_wheelhouse(share, spec, settings.downloader, progress)
@@ -274,17 +261,24 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
         changed = target.replica.settings_changed()
         if changed:
             progress(f"{', '.join(changed)} changed since the replica started: restart to apply")
-        if current == new and not (settings.restart or changed) and target.replica.is_running():
+        running = target.replica.is_running()
+        if current == new and not (settings.restart or changed) and running:
             state = target.replica.wait_ready(settings.ready_timeout, progress)
             if state.ready:
                 progress(f"release {new} is already live; nothing to restart")
                 return _result(target, new, read_text_or_none(share, PREVIOUS), stats, False)
         previous = current if current != new else read_text_or_none(share, PREVIOUS)
+        lock.check()
+        if settings.restart:
+            state = _restart_and_wait(target, new, settings.ready_timeout, progress)
+            if not state.ready:
+                raise _restarted_previous(target, new, previous, state, settings, progress)
+        else:
+            state = _roll_out(target, new, settings.ready_timeout, progress)
+            if not state.ready:
+                raise _kept_serving(new, current, running, state)
         _switch(share, new, previous)
-        state = _restart_and_wait(target, settings.ready_timeout, progress)
-        if not state.ready:
-            raise _rolled_back(target, new, previous, state, settings.ready_timeout, progress)
-        _prune(share)
+        prune(share)
         return _result(target, new, previous, stats, True)
 
 
@@ -305,36 +299,65 @@ def _result(
     )
 
 
-def _rolled_back(
+def _kept_serving(
+    failed: str, current: str | None, running: bool, state: ReadyState
+) -> NotReadyError:
+    """The failed replica was started beside the live one, which never stopped serving."""
+    reason = f"release {failed} did not become ready: {state.reason}"
+    if current is None:
+        return NotReadyError(f"{reason}\nthere is no previous release to roll back to")
+    if not running:
+        return NotReadyError(f"{reason}\nno replica was running; `current` still names {current}")
+    return NotReadyError(
+        f"{reason}\nrelease {current} kept serving throughout; `current` still names it"
+    )
+
+
+def _restarted_previous(
     target: Target,
     failed: str,
     previous: str | None,
     state: ReadyState,
-    timeout: float,
+    settings: DeploySettings,
     progress: Progress,
 ) -> NotReadyError:
-    share = target.share
+    """In place there is no old replica left: start the previous release again."""
     reason = f"release {failed} did not become ready: {state.reason}"
     if previous is None:
         return NotReadyError(f"{reason}; there is no previous release to roll back to")
     progress(f"roll back to {previous}")
-    _switch(share, previous, None)
-    share.delete(PREVIOUS)
-    restored = _restart_and_wait(target, timeout, progress)
+    restored = _restart_and_wait(target, previous, settings.ready_timeout, progress)
     outcome = "ready" if restored.ready else f"also not ready: {restored.reason}"
     return NotReadyError(f"{reason}; rolled back to {previous} ({outcome})")
 
 
-def rollback(target: Target, ready_timeout: float, progress: Progress) -> RollbackResult:
+def rollback(
+    target: Target, ready_timeout: float, progress: Progress, to: str | None = None
+) -> RollbackResult:
+    """Roll out an earlier release (default: the one live before `current`) beside the running
+    one, as a deploy does; `current` names it once it is ready."""
     target.check_deployable()
     share = target.share
-    with deploy_lock(share):
+    with deploy_lock(share, progress) as lock:
         current = read_text_or_none(share, CURRENT)
-        previous = read_text_or_none(share, PREVIOUS)
-        if current is None or previous is None:
-            raise InputError("nothing to roll back to: the share has no previous release")
-        _switch(share, previous, current)
-        state = _restart_and_wait(target, ready_timeout, progress)
+        kept = release_ids_on_share(share)
+        if to is None:
+            to = previous_of(share, current)
+            if to is None:
+                raise InputError("nothing to roll back to: the share has no previous release")
+        elif to not in kept:
+            raise InputError(
+                f"--to {to}: no such release on the share; `aca-infer releases` lists them"
+            )
+        if to == current and target.replica.is_running():
+            raise InputError(f"--to {to}: that release is already live")
+        lock.check()
+        state = _roll_out(target, to, ready_timeout, progress)
         if not state.ready:
-            raise NotReadyError(f"release {previous} did not become ready: {state.reason}")
-        return RollbackResult(previous, current, target.endpoint(), True)
+            raise _kept_serving(to, current, target.replica.is_running(), state)
+        _switch(share, to, current)
+        return RollbackResult(to, current or "", target.endpoint(), True)
+
+
+def releases(target: Target) -> ReleasesResult:
+    return ReleasesResult(target.name, list_releases(target.share))

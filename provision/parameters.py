@@ -19,6 +19,7 @@ from typing import Any
 
 import jinja2
 
+from provision.assets import templates
 from provision.errors import InputError
 from provision.target_state import updated
 from provision.template_params import (
@@ -29,10 +30,7 @@ from provision.template_params import (
     validate_values,
 )
 
-TEMPLATE = Path("infra/provision/inference.bicep")
 PARAMETERS_FILE = Path("infra/provision/inference.parameters.json")
-# The templates of the aca-infer checkout this package runs from; a project's own copy wins.
-_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 FINETUNING_CONFIG = Path("infra/finetuning.config.json")
 ENV_PREFIX = "ACA_INFER_"
 
@@ -63,9 +61,9 @@ def env_name(parameter: str) -> str:
 
 
 def template_path(project_dir: Path) -> Path:
-    """The project's own template (`aca-infer init --eject`) when it has one, else ours."""
-    own = project_dir / TEMPLATE
-    return own if own.is_file() else _PACKAGE_ROOT / TEMPLATE
+    """The main template this project deploys: its own ejected copy (`aca-infer init --eject`),
+    else the packaged one (provision/assets.py decides; the AI Toolkit's own is passed over)."""
+    return templates(project_dir).main
 
 
 def template_declarations(project_dir: Path) -> dict[str, ParamDeclaration]:

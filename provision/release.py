@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import pathspec
 
 APP_DIR = "app"
 RELEASES_DIR = f"{APP_DIR}/releases"
@@ -20,7 +23,11 @@ PREVIOUS = f"{APP_DIR}/previous"
 LOCK = f"{APP_DIR}/deploy.lock"
 BOOTSTRAP = f"{APP_DIR}/bootstrap.py"
 
-_SKIPPED_DIRS = {"__pycache__"}
+HISTORY = f"{APP_DIR}/history.json"
+KEEP_RELEASES = 5
+IGNORE_FILE = ".acainferignore"
+
+_SKIPPED_DIRS = {"__pycache__", "node_modules"}
 _SKIPPED_SUFFIXES = {".pyc", ".pyo"}
 
 
@@ -62,10 +69,40 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _is_shipped(relative: Path) -> bool:
-    if any(part in _SKIPPED_DIRS or part.startswith(".") for part in relative.parts):
-        return False
-    return relative.suffix not in _SKIPPED_SUFFIXES
+def _ignore_rules(source: Path) -> pathspec.PathSpec:
+    ignore_file = source / IGNORE_FILE
+    lines = ignore_file.read_text(encoding="utf-8").splitlines() if ignore_file.is_file() else []
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _is_virtualenv(folder: Path) -> bool:
+    # Every virtual environment (venv, virtualenv, uv, conda's pythons) has this marker file.
+    return (folder / "pyvenv.cfg").is_file() or (folder / "conda-meta").is_dir()
+
+
+def shipped_files(source: Path) -> Iterator[Path]:
+    """The files of `source` that a release ships: never `__pycache__`, compiled files,
+    dot-files and dot-folders, virtual environments, nor what `.acainferignore` (gitignore
+    syntax) names."""
+    rules = _ignore_rules(source)
+    for folder, subfolders, names in os.walk(source):
+        base = Path(folder)
+        relative_base = base.relative_to(source)
+        subfolders[:] = sorted(
+            name
+            for name in subfolders
+            if not name.startswith(".")
+            and name not in _SKIPPED_DIRS
+            and not _is_virtualenv(base / name)
+            and not rules.match_file(f"{(relative_base / name).as_posix()}/")
+        )
+        for name in sorted(names):
+            relative = relative_base / name
+            if name.startswith(".") or relative.suffix in _SKIPPED_SUFFIXES:
+                continue
+            if rules.match_file(relative.as_posix()) or not (base / name).is_file():
+                continue
+            yield base / name
 
 
 def scan_tree(source: Path, package: str) -> tuple[Manifest, dict[str, Path]]:
@@ -73,10 +110,8 @@ def scan_tree(source: Path, package: str) -> tuple[Manifest, dict[str, Path]]:
     file's body is on local disk."""
     files: dict[str, FileEntry] = {}
     bodies: dict[str, Path] = {}
-    for file in sorted(source.rglob("*")):
+    for file in shipped_files(source):
         relative = file.relative_to(source)
-        if not file.is_file() or not _is_shipped(relative):
-            continue
         data = file.read_bytes()
         release_relative = f"{package}/{relative.as_posix()}"
         files[release_relative] = FileEntry(sha256_bytes(data), len(data))

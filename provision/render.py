@@ -9,9 +9,12 @@ from typing import Any
 import click
 
 from provision.client import StatusResult
-from provision.deploy import DeployResult, RollbackResult
+from provision.demo_model import BASE_MODEL_RELPATH, DemoModel, summary_lines
+from provision.deploy import DeployResult, ReleasesResult, RollbackResult
 from provision.doctor import DoctorResult
 from provision.invoke import InvokeResult
+from provision.model_upload import UploadModelResult
+from provision.project_init import InitResult
 from provision.targets import (
     ApiKeys,
     DownPlan,
@@ -84,6 +87,26 @@ def text(result: Any, target: str) -> str:
         )
     if isinstance(result, RollbackResult):
         return f"Rolled back to release {result.release} (from {result.previous_release}); ready"
+    if isinstance(result, ReleasesResult):
+        if not result.releases:
+            return f"No release on the {result.target} share yet: aca-infer deploy"
+        rows = [f"{'RELEASE':<16} {'DEPLOYED':<26} {'SIZE':>9} {'FILES':>5}  LIVE"]
+        for info in result.releases:
+            rows.append(
+                f"{info.release:<16} {info.deployed_at or '-':<26} {_size(info.size):>9} "
+                f"{info.files:>5}  {'*' if info.live else ''}"
+            )
+        return "\n".join(rows)
+    if isinstance(result, UploadModelResult):
+        return "\n".join(
+            [
+                f"Uploaded {result.uploaded} files ({_size(result.bytes_uploaded)}), "
+                f"{result.unchanged} unchanged; {result.verified} verified on the share",
+                f"  modelPath = {result.model_path}",
+                f"  adapterPath = {result.adapter_path}",
+                f"Kept for the {result.target} target; make it live: {result.next_step}",
+            ]
+        )
     if isinstance(result, DownResult):
         lines = ["Stopped the replica." if result.stopped else "No replica was running."]
         lines += [f"Removed {path}" for path in result.removed]
@@ -119,6 +142,22 @@ def text(result: Any, target: str) -> str:
         return _scale_text(result)
     if isinstance(result, LogsResult):
         return "\n".join(result.lines)
+    if isinstance(result, InitResult):
+        lines = [f"Created {path}" for path in result.created]
+        lines += [f"Updated {path}" for path in result.updated]
+        lines += [f"Kept {path} (exists; never overwritten)" for path in result.kept]
+        lines += [f"note: {note}" for note in result.notes]
+        if not result.created and not result.updated:
+            lines.insert(0, f"Nothing to add in {result.project_dir}.")
+        lines.append("Next: aca-infer up   (Azure; add --target local to try it on this machine)")
+        return "\n".join(lines)
+    if isinstance(result, DemoModel):
+        return "\n".join(
+            [
+                *summary_lines(result),
+                f"Serve it: aca-infer up --target local --set modelPath={BASE_MODEL_RELPATH}",
+            ]
+        )
     if isinstance(result, ApiKeys):
         return f"primary:   {result.primary}\nsecondary: {result.secondary}"
     if isinstance(result, dict):

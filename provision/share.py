@@ -10,6 +10,21 @@ from collections.abc import Iterator
 from typing import Protocol
 
 
+class RangedUpload(Protocol):
+    """One file being written in ranges, possibly from several threads at once; invisible under
+    its name until `commit` (Azure: created at its full size under a temporary name, ranges
+    uploaded with Put Range, then renamed; local: `pwrite` into a temporary file, then
+    `os.replace`)."""
+
+    def write_range(self, offset: int, data: bytes) -> None: ...
+
+    def commit(self) -> None:
+        """Make the file appear under its name, whole, replacing an older one."""
+
+    def abort(self) -> None:
+        """Drop what was written; the name keeps its previous content."""
+
+
 class Share(Protocol):
     def exists(self, path: str) -> bool: ...
 
@@ -29,6 +44,17 @@ class Share(Protocol):
 
     def describe(self) -> str:
         """Where the share is, for messages."""
+
+    def size(self, path: str) -> int | None:
+        """The file's size in bytes; None when it does not exist."""
+
+    def sha256(self, path: str) -> str:
+        """The SHA-256 of the file's content as stored, read as a stream (never whole). A target
+        may answer from a hash it stored beside the file when it committed it (e.g. Azure file
+        metadata), as long as no other writer can change the content without it."""
+
+    def open_upload(self, path: str, size: int) -> RangedUpload:
+        """Start writing a file of `size` bytes in ranges (large files: model weights)."""
 
 
 def read_text_or_none(share: Share, path: str) -> str | None:

@@ -148,8 +148,22 @@ class RotateResult:
 
 
 class Replica(Protocol):
-    def restart(self) -> None:
-        """Start the replica on the share's current release, stopping a running one first."""
+    """The process (local) or revision (Azure) serving the endpoint. Every start is pinned to a
+    release (`ACA_INFER_RELEASE` in its environment; the bootstrap reads it before `current`)."""
+
+    def restart(self, release: str | None = None) -> None:
+        """In place: stop the running replica, then start one on `release` (default: the
+        release `current` names). The endpoint is down meanwhile; for when only the model on
+        the share changed (`deploy --restart`)."""
+
+    def roll_out(self, release: str, timeout: float, progress: Progress) -> ReadyState:
+        """Zero-downtime take-over: start a replica on `release` beside the running one, switch
+        the endpoint to it once it is ready (identity and /ready), let the old one finish its
+        requests, then stop it. Not ready: the new one is stopped (Azure: its revision
+        deactivated), the old one served throughout, and the reason ends with the failed
+        replica's last log lines. Without a running replica, a start in place. Reusable by
+        anything that needs a new replica without dropped requests (deploy, rollback, a key
+        rotation)."""
 
     def stop(self) -> bool:
         """Stop the replica; False when none was running."""

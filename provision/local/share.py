@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from provision.fsutil import write_bytes_atomic
+
+HASH_BLOCK = 1 << 20
+
+
+class LocalUpload:
+    """A temporary file beside the target, written with `pwrite` (safe from several threads)."""
+
+    def __init__(self, target: Path, size: int) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.target = target
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        self.fd, self.temporary = fd, Path(name)
+        os.ftruncate(fd, size)
+
+    def write_range(self, offset: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def commit(self) -> None:
+        os.fsync(self.fd)
+        os.close(self.fd)
+        os.chmod(self.temporary, 0o644)
+        os.replace(self.temporary, self.target)
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.temporary.unlink(missing_ok=True)
 
 
 class LocalShare:
@@ -53,3 +86,17 @@ class LocalShare:
 
     def describe(self) -> str:
         return str(self.root)
+
+    def size(self, path: str) -> int | None:
+        target = self._path(path)
+        return target.stat().st_size if target.is_file() else None
+
+    def sha256(self, path: str) -> str:
+        digest = hashlib.sha256()
+        with self._path(path).open("rb") as handle:
+            while block := handle.read(HASH_BLOCK):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def open_upload(self, path: str, size: int) -> LocalUpload:
+        return LocalUpload(self._path(path), size)

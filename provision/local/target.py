@@ -5,7 +5,6 @@ keeps it, `down --purge` removes it)."""
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Generator, Mapping
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -19,7 +18,9 @@ from provision.local.replica import (
     LocalReplica,
     ReplicaLaunch,
     ReplicaRecord,
+    any_free_port,
     port_is_free,
+    read_front,
     read_record,
 )
 from provision.local.share import LocalShare
@@ -70,12 +71,6 @@ def _share_relative(name: str, value: Any, default: Any) -> str:
     return path.as_posix()
 
 
-def _any_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _owned(port: int, running: ReplicaRecord | None) -> bool:
     return running is not None and running.port == port
 
@@ -93,7 +88,7 @@ def _choose_port(requested: int, previous: int | None, running: ReplicaRecord | 
     for candidate in (previous, PREFERRED_PORT):
         if candidate and (port_is_free(candidate) or _owned(candidate, running)):
             return candidate
-    return _any_free_port()
+    return any_free_port()
 
 
 class LocalTarget:
@@ -238,7 +233,11 @@ class LocalTarget:
         config = self._config()
         self._check_model_files(config["MODEL_PATH"], config["ADAPTER_PATH"])
         port = int(config["PORT"])
-        if not port_is_free(port) and not _owned(port, read_record(self.state_dir)):
+        front = read_front(self.state_dir)
+        ours = _owned(port, read_record(self.state_dir)) or (
+            front is not None and front.port == port
+        )
+        if not port_is_free(port) and not ours:
             raise InputError(
                 f"localPort {port}: port {port} is in use by another process, so the replica "
                 "cannot listen there; stop that process, or choose another port: "
@@ -248,32 +247,33 @@ class LocalTarget:
     def rotate_key(self, which: str, ready_timeout: float, progress: Progress) -> RotateResult:
         self.keys()  # not provisioned: says what to run
         stored = read_json(self.secrets_path)
-        running = self.replica.is_running()
-        if running:
-            self.check_deployable()  # a restart must be able to work before the key changes
+        live = self.replica.record()
+        if live is not None:
+            self.check_deployable()  # the take-over must be able to work before the key changes
         write_json_atomic(
             self.secrets_path, {**stored, KEY_NAMES[which]: generate_key()}, mode=0o600
         )
         progress(f"wrote a new {which} key to {self.secrets_path}")
-        if not running:
+        if live is None:
             return RotateResult(
                 self.name, which, False, False, "no replica runs: the next start uses it"
             )
-        # The replica reads its keys from its environment at start: restart it with the new one.
+        # A replica reads its keys from its environment: start one with the new key beside the
+        # running one; the front proxy routes to it once ready, so no request fails.
         self.__dict__.pop("replica", None)
-        self.replica.restart()
-        progress("restarted the replica with the new key; waiting until it is ready")
-        state = self.replica.wait_ready(ready_timeout, progress)
+        state = self.replica.roll_out(live.release or "", ready_timeout, progress)
         if not state.ready:
             raise NotReadyError(
-                f"the replica did not become ready with the new key: {state.reason}"
+                f"a replica with the new {which} key did not become ready ({state.reason}); the "
+                "running replica keeps serving with the old key, and the new key is stored: "
+                f"retry with aca-infer keys rotate --{which}"
             )
         return RotateResult(
             self.name,
             which,
             True,
             True,
-            "the replica restarted with the new key (requests sent during the restart fail)",
+            "a replica with the new key took over without dropping requests",
         )
 
     def _down_items(self, purge: bool) -> tuple[list[Path], list[Path]]:
@@ -337,7 +337,9 @@ class LocalTarget:
 
     def log_lines(self, query: LogQuery) -> Generator[str, None, None]:
         self._config()  # not provisioned: say what to run rather than print nothing
-        path = self.state_dir / EVENTS_FILE if query.system else self.replica.log_file
+        path = self.state_dir / EVENTS_FILE if query.system else self.replica.log_path()
+        if path is None:
+            return
         lines, offset = read_lines(path)
         yield from select(lines, query.tail, query.since)
         if query.follow:

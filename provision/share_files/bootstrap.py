@@ -1,4 +1,8 @@
-"""Start the inference server from the share's current release (copied to the share by deploy).
+"""Start the inference server from a release on the share (copied there by deploy).
+
+The release is the one pinned in ACA_INFER_RELEASE (a revision's, or a local replica start's,
+environment), so a restart never changes the code under a running revision; only when none is
+pinned does the bootstrap start the one `current` names.
 
 The container runs `python /mount/app/bootstrap.py`; the local target runs the same file with
 ACA_INFER_MOUNT_ROOT pointing at its folder. Standard library only: this runs before anything
@@ -67,7 +71,7 @@ def materialise(app_dir: Path, release: str, runtime_dir: Path) -> Path:
         return target
     manifest_file = app_dir / "releases" / f"{release}.json"
     if not manifest_file.is_file():
-        fail(f"release {release} named by {app_dir / 'current'} has no manifest")
+        fail(f"release {release} has no manifest at {manifest_file}")
     return copy_manifest(app_dir, manifest_file, target, f"release {release}")
 
 
@@ -200,9 +204,11 @@ def main() -> None:
     mount_root = Path(os.environ.get("ACA_INFER_MOUNT_ROOT", "/mount"))
     app_dir = mount_root / "app"
     current = app_dir / "current"
-    if not current.is_file():
-        fail(f"{current} does not exist: deploy a release first (aca-infer deploy)")
-    release = current.read_text().strip()
+    release = os.environ.get("ACA_INFER_RELEASE", "").strip()
+    if not release:
+        if not current.is_file():
+            fail(f"{current} does not exist: deploy a release first (aca-infer deploy)")
+        release = current.read_text().strip()
     runtime_dir = Path(os.environ.get("ACA_INFER_RUNTIME_DIR", "/tmp/aca-infer"))
     code_dir = materialise(app_dir, release, runtime_dir)
     packages = install_packages(app_dir, code_dir, runtime_dir)

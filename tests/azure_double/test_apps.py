@@ -231,7 +231,7 @@ def test_the_projects_bootstrap_runs_a_release_from_the_share(
 ):
     share = LocalShare(double.share_root(ACCOUNT, SHARE))
     manifest, bodies = scan_tree(write_standin_app(tmp_path / "src"), "inference_app")
-    sync_release(share, manifest, bodies, None, lambda _message: None)
+    sync_release(share, manifest, lambda path: bodies[path].read_bytes(), None, lambda _m: None)
     share.write_bytes(CURRENT, manifest.release_id.encode())
     body = app_body(
         _environment(double, client), secrets={"primary": "key-a", "secondary": "key-b"}

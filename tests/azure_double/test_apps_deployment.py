@@ -53,7 +53,7 @@ def _share_with_a_release(double: AzureDouble, tmp_path: Path) -> str:
     storage.file_shares.create("rg", "stmodels", "aca-infer", {})
     share = LocalShare(double.share_root("stmodels", "aca-infer"))
     manifest, bodies = scan_tree(write_standin_app(tmp_path / "src"), "inference_app")
-    sync_release(share, manifest, bodies, None, lambda _message: None)
+    sync_release(share, manifest, lambda path: bodies[path].read_bytes(), None, lambda _m: None)
     share.write_bytes(CURRENT, manifest.release_id.encode())
     return manifest.release_id
 

@@ -32,6 +32,7 @@ class Cli:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [*ACA_INFER, "--project-dir", str(self.project), *args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ACA_INFER_")}
+        env["ACA_INFER_TARGET"] = "local"  # the default target is azure
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
 
     def json(self, *args: str) -> dict:

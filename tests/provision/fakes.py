@@ -35,13 +35,26 @@ class FakeReplica:
     running: bool = False
     started_on: list[str | None] = field(default_factory=list)
     start_refusal: str | None = None  # e.g. its port is taken: restart raises OperationError
+    live: str | None = None  # the release the running replica serves
 
-    def restart(self) -> None:
+    def restart(self, release: str | None = None) -> None:
         if self.start_refusal is not None:
             self.running = False
             raise OperationError(self.start_refusal)
         self.running = True
-        self.started_on.append(read_text_or_none(self.share, CURRENT))
+        self.live = release or read_text_or_none(self.share, CURRENT)
+        self.started_on.append(self.live)
+
+    def roll_out(self, release: str, timeout: float, progress: Progress) -> ReadyState:
+        """Beside the running one: a release that is not ready never takes over."""
+        if not self.running:
+            self.restart(release)
+            return self.wait_ready(timeout, progress)
+        if not self.is_ready(release):
+            return ReadyState(False, f"release {release} crashed on start")
+        self.live = release
+        self.started_on.append(release)
+        return ReadyState(True)
 
     def stop(self) -> bool:
         was, self.running = self.running, False
@@ -59,8 +72,8 @@ class FakeReplica:
         return []
 
     def wait_ready(self, timeout: float, progress: Progress) -> ReadyState:
-        release = read_text_or_none(self.share, CURRENT)
-        if self.is_ready(release):
+        release = self.live
+        if self.running and self.is_ready(release):
             return ReadyState(True)
         return ReadyState(False, f"release {release} crashed on start")
 

@@ -16,6 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 KEYS = {os.environ["ACA_INFER_API_KEY_PRIMARY"], os.environ["ACA_INFER_API_KEY_SECONDARY"]}
 if os.environ.get("STANDIN_CRASH_RELEASE") == os.environ.get("ACA_INFER_RELEASE"):
     raise SystemExit("stand-in: this release is configured to crash")
+if os.environ.get("STANDIN_HANG_RELEASE") == os.environ.get("ACA_INFER_RELEASE"):
+    import threading
+    print("stand-in: this release never gets ready", flush=True)
+    threading.Event().wait()
 
 
 def cold():
@@ -59,6 +63,14 @@ class Handler(BaseHTTPRequestHandler):
             if cold():
                 return self._send(503, {"ready": False, "reason": "loading the model"})
             return self._send(200, {"ready": True, "reason": ""})
+        if self.path.startswith("/slow?gate="):
+            # A long request: answers once the file named by `gate` exists.
+            import pathlib, time
+            gate = pathlib.Path(self.path.split("=", 1)[1])
+            pathlib.Path(str(gate) + ".started").write_text("")
+            while not gate.exists():
+                time.sleep(0.01)
+            return self._send(200, {"release": os.environ["ACA_INFER_RELEASE"]})
         self._send(404, {"error": {"message": "not found"}})
 
     def do_POST(self):

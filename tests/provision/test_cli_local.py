@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from provision.cli import cli
 from provision.local.replica import pid_alive
-from tests.inference_app.servers import free_port
+from tests.inference_app.servers import free_port, wait_until
 from tests.provision.foreign_server import foreign_server
 from tests.provision.standin_app import write_model_files, write_standin_app
 
@@ -28,6 +31,7 @@ class Project:
         self.runner = CliRunner()
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        env = {"ACA_INFER_TARGET": "local", **(env or {})}  # the default target is azure
         return self.runner.invoke(
             cli, ["--project-dir", str(self.root), *args], env=env, catch_exceptions=False
         )
@@ -124,18 +128,169 @@ def test_deploy_invoke_status_redeploy_down(project: Project) -> None:
     assert (project.state / "share/model-cache").is_dir()  # model files kept without --purge
 
 
-def test_release_that_crashes_is_rolled_back_with_exit_5(project: Project) -> None:
+class ClientLoop:
+    """A client sending requests to the endpoint without pause, in a thread, until stopped:
+    what a user of the endpoint sees during a deploy."""
+
+    def __init__(self, endpoint: str, key: str) -> None:
+        self.endpoint, self.key = endpoint, key
+        self.failures: list[str] = []
+        self.releases_seen: list[str] = []
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        body = {"messages": [{"role": "user", "content": "hi"}]}
+        headers = {"Authorization": f"Bearer {self.key}"}
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set():
+                try:
+                    health = client.get(f"{self.endpoint}/health")
+                    chat = client.post(
+                        f"{self.endpoint}/v1/chat/completions", json=body, headers=headers
+                    )
+                except httpx.HTTPError as error:
+                    self.failures.append(repr(error))
+                    continue
+                self.requests += 2
+                for response in (health, chat):
+                    if response.status_code != 200:
+                        self.failures.append(f"{response.status_code} {response.text[:100]}")
+                if health.status_code == 200:
+                    self.releases_seen.append(health.json()["release"])
+
+    def __enter__(self) -> ClientLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_client_loop_sees_no_failure_during_a_deploy(project: Project) -> None:
     provisioned(project)
-    good = project.json("deploy", "--ready-timeout", "60")["release"]
+    first = project.json("deploy", "--ready-timeout", "60")
+    (project.root / "inference_app/extra.py").write_text("# a change\n")
+    with ClientLoop(first["endpoint"], project.json("keys", "show")["primary"]) as loop:
+        second = project.json("deploy", "--ready-timeout", "60")
+        while second["release"] not in loop.releases_seen:  # the loop sees the new release
+            time.sleep(0.01)
+    assert loop.failures == []
+    assert loop.requests > 10
+    assert {first["release"], second["release"]} == set(loop.releases_seen)
+    assert httpx.get(first["endpoint"] + "/health").json()["release"] == second["release"]
+
+
+def test_a_request_in_flight_during_a_take_over_finishes_on_the_old_replica(
+    project: Project,
+) -> None:
+    provisioned(project)
+    first = project.json("deploy", "--ready-timeout", "60")
+    old_pid = project.replica_pid()
+    gate = project.root / "gate"
+    slow: list[httpx.Response] = []
+    request = threading.Thread(
+        target=lambda: slow.append(httpx.get(f"{first['endpoint']}/slow?gate={gate}", timeout=60))
+    )
+    request.start()
+    wait_until(lambda: Path(f"{gate}.started").exists(), 30, "the old replica to get it")
+    (project.root / "inference_app/extra.py").write_text("# a change\n")
+    deployed: list[dict] = []
+    deploying = threading.Thread(
+        target=lambda: deployed.append(project.json("deploy", "--ready-timeout", "60"))
+    )
+    deploying.start()
+    second = _release_id_after_change(project)
+
+    def new_release_answers() -> bool:
+        return httpx.get(first["endpoint"] + "/health").json()["release"] == second
+
+    wait_until(new_release_answers, 60, "the take-over")
+    assert pid_alive(old_pid) and deploying.is_alive()  # the old one drains, not killed
+    gate.write_text("")
+    request.join()
+    deploying.join()
+    assert slow[0].status_code == 200 and slow[0].json()["release"] == first["release"]
+    assert deployed[0]["release"] == second
+    assert not pid_alive(old_pid)
+
+
+def test_release_that_crashes_at_import_exits_5_while_the_old_one_keeps_serving(
+    project: Project,
+) -> None:
+    provisioned(project)
+    good = project.json("deploy", "--ready-timeout", "60")
     (project.root / "inference_app/extra.py").write_text("# a change\n")
     bad_release = _release_id_after_change(project)
-    result = project.run(
-        "deploy", "--ready-timeout", "60", env={"STANDIN_CRASH_RELEASE": bad_release}
-    )
+    with ClientLoop(good["endpoint"], project.json("keys", "show")["primary"]) as loop:
+        result = project.run(
+            "deploy", "--ready-timeout", "60", env={"STANDIN_CRASH_RELEASE": bad_release}
+        )
     assert result.exit_code == 5
-    assert f"rolled back to {good} (ready)" in result.stderr
+    assert f"release {bad_release} did not become ready" in result.stderr
+    assert "stand-in: this release is configured to crash" in result.stderr  # its last log lines
+    assert f"release {good['release']} kept serving throughout" in result.stderr
     assert "Traceback" not in result.stderr
-    assert httpx.get(project.json("status")["endpoint"] + "/health").json()["release"] == good
+    assert loop.failures == [] and loop.requests > 0
+    assert set(loop.releases_seen) == {good["release"]}
+    assert project.json("status")["release"] == good["release"]
+
+
+def test_a_deploy_killed_halfway_is_healed_by_the_next_deploy(project: Project) -> None:
+    provisioned(project)
+    first = project.json("deploy", "--ready-timeout", "60")
+    (project.root / "inference_app/extra.py").write_text("# a change\n")
+    second = _release_id_after_change(project)
+    command = [sys.executable, "-m", "provision", "--project-dir", str(project.root), "deploy"]
+    killed = subprocess.Popen(
+        command,
+        env={**os.environ, "STANDIN_HANG_RELEASE": second},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert killed.stderr is not None
+    for line in killed.stderr:  # halfway: uploaded, its replica starting, the lock held
+        if "waiting for" in line:
+            break
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    killed.stderr.close()
+    assert (project.state / "share/app/deploy.lock").exists()
+    leftover = int(json.loads((project.state / "candidate.json").read_text())["pid"])
+    assert httpx.get(first["endpoint"] + "/health").json()["release"] == first["release"]
+
+    healed = project.run("--output", "json", "deploy", "--ready-timeout", "60")
+    assert healed.exit_code == 0, healed.stderr
+    said = " ".join(healed.stderr.split())  # progress lines wrap at the terminal width
+    assert f"took over the deploy lock of {getpass.getuser()}@" in said
+    assert f"(pid {killed.pid})" in said and f"pid {killed.pid} no longer runs" in said
+    assert json.loads(healed.stdout)["release"] == second
+    assert httpx.get(first["endpoint"] + "/health").json()["release"] == second
+    assert not pid_alive(leftover)  # the replica the killed deploy started was stopped
+    assert not (project.state / "share/app/deploy.lock").exists()
+
+
+def test_rollback_and_releases_through_the_cli(project: Project) -> None:
+    provisioned(project)
+    first = project.json("deploy", "--ready-timeout", "60")
+    (project.root / "inference_app/extra.py").write_text("# a change\n")
+    second = project.json("deploy", "--ready-timeout", "60")
+    listed = project.json("releases")["releases"]
+    assert [(r["release"], r["live"]) for r in listed] == [
+        (second["release"], True),
+        (first["release"], False),
+    ]
+    rolled = project.json("rollback", "--ready-timeout", "60")
+    assert (rolled["release"], rolled["previous_release"]) == (first["release"], second["release"])
+    assert httpx.get(first["endpoint"] + "/health").json()["release"] == first["release"]
+    text = project.run("releases")
+    assert text.exit_code == 0 and f"{first['release']}" in text.stdout
+    unknown = project.run("rollback", "--to", "r-000000000000")
+    assert one_line_error(unknown, 2) == (
+        "error: --to r-000000000000: no such release on the share; `aca-infer releases` lists them"
+    )
 
 
 def _release_id_after_change(project: Project) -> str:
@@ -410,3 +565,48 @@ def test_a_damaged_store_of_kept_values_is_named(project: Project) -> None:
     line = one_line_error(project.run("provision"), 2)
     assert "parameters.json: not a JSON object of parameter values" in line
     assert "delete it to forget the stored values" in line
+
+
+# -- upload-model ---------------------------------------------------------------------------
+
+
+def test_upload_model_copies_to_the_share_and_up_makes_it_live(project: Project) -> None:
+    from tests.provision.test_model_upload import make_adapter, make_base
+
+    provisioned(project)
+    base = make_base(project.root / "weights")
+    adapter = make_adapter(
+        project.root / "weights", "microsoft/Phi-3-mini-4k-instruct", ["qkv_proj"]
+    )
+    result = project.run(
+        "--output",
+        "json",
+        "upload-model",
+        "--base",
+        str(base),
+        "--adapter",
+        str(adapter),
+        "--name",
+        "my-finetune",
+    )
+    assert result.exit_code == 0, result.stderr
+    uploaded = json.loads(result.stdout)
+    assert uploaded["adapter_path"] == "models/my-finetune/adapter"
+    assert uploaded["next_step"] == "aca-infer up --target local"
+    shared = project.state / "share" / uploaded["model_path"] / "model.safetensors"
+    assert shared.read_bytes() == (base / "model.safetensors").read_bytes()
+    assert project.kept_values()["adapterPath"] == "models/my-finetune/adapter"
+    up = project.json("up", "--ready-timeout", "60")
+    assert up["provision"]["parameters"]["adapterPath"] == "models/my-finetune/adapter"
+
+
+def test_upload_model_of_a_mismatched_adapter_is_one_line_exit_2(project: Project) -> None:
+    from tests.provision.test_model_upload import make_adapter, make_base
+
+    provisioned(project)
+    base = make_base(project.root / "weights")
+    adapter = make_adapter(project.root / "weights", "microsoft/Phi-3-mini-4k-instruct", ["fc9"])
+    result = project.run("upload-model", "--base", str(base), "--adapter", str(adapter))
+    assert "target_modules ['fc9'] are not modules" in one_line_error(result, 2)
+    model = project.state / "share/model-cache/microsoft/Phi-3-mini-4k-instruct"
+    assert sorted(p.name for p in model.iterdir()) == ["config.json"]  # nothing copied

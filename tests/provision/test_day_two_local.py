@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import stat
+import threading
 from pathlib import Path
 
 import httpx
@@ -208,7 +209,9 @@ def test_follow_yields_lines_as_they_are_written(deployed: Project) -> None:
     lines = target.log_lines(LogQuery(tail=1, follow=True))
     try:
         next(lines)  # the last line written so far
-        with target.replica.log_file.open("a") as log:
+        log_path = target.replica.log_path()
+        assert log_path is not None
+        with log_path.open("a") as log:
             log.write("a new line\n")
         assert next(lines) == "a new line"
     finally:
@@ -294,7 +297,9 @@ def test_rotating_the_primary_key_refuses_the_old_one_and_keeps_the_other(
     endpoint = deployed.json("status")["endpoint"]
     rotated = deployed.run("keys", "rotate", "--primary", "--ready-timeout", "60")
     assert rotated.exit_code == 0, rotated.stderr
-    assert rotated.stdout.startswith("Rotated the primary key (the replica restarted")
+    assert rotated.stdout.startswith(
+        "Rotated the primary key (a replica with the new key took over without dropping requests)"
+    )
     after = deployed.json("keys", "show")
     assert after["secondary"] == before["secondary"] and after["primary"] != before["primary"]
     for key in (*before.values(), after["primary"]):  # only `keys show` prints keys
@@ -304,6 +309,30 @@ def test_rotating_the_primary_key_refuses_the_old_one_and_keeps_the_other(
     assert _status_with(endpoint, before["primary"]) == 401
     assert _status_with(endpoint, after["primary"]) == 200
     assert _status_with(endpoint, after["secondary"]) == 200
+
+
+def test_rotation_under_a_request_loop_with_the_other_key_fails_nothing(
+    deployed: Project,
+) -> None:
+    keys = deployed.json("keys", "show")
+    endpoint = deployed.json("status")["endpoint"]
+    statuses: list[int] = []
+    rotated = threading.Event()
+
+    def loop() -> None:
+        while not rotated.is_set():
+            statuses.append(_status_with(endpoint, keys["secondary"]))
+
+    sender = threading.Thread(target=loop)
+    sender.start()
+    try:
+        result = deployed.run("keys", "rotate", "--primary", "--ready-timeout", "60")
+    finally:
+        rotated.set()
+        sender.join()
+    assert result.exit_code == 0, result.stderr
+    assert statuses and set(statuses) == {200}
+    assert _status_with(endpoint, keys["primary"]) == 401
 
 
 def test_rotate_needs_to_know_which_key(deployed: Project) -> None:

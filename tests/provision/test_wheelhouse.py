@@ -166,8 +166,10 @@ def test_wheels_are_uploaded_once_per_requirements_key(tmp_path: Path) -> None:
     assert len(list(target.share.list_files(WHEELHOUSES_DIR))) == 2  # ... beside the previous
     assert changed < wheel_size  # ... and the wheel the share already had is not uploaded again
 
-    deploy_with((f"{PROBE}>=0.8",))
-    assert len(list(target.share.list_files(WHEELHOUSES_DIR))) == 2  # the oldest is pruned
+    for version in ("0.8", "0.7", "0.6", "0.5"):
+        deploy_with((f"{PROBE}>={version}",))
+    # The wheelhouses of the last 5 releases (kept for rollback) stay; the oldest is pruned.
+    assert len(list(target.share.list_files(WHEELHOUSES_DIR))) == 5
 
 
 def run_bootstrap(

@@ -1,3 +1,6 @@
+"""The demo model maker (provision/demo_model.py), through its function, the script wrapper
+scripts/make_demo_model.py in a fresh process, and its one-line errors."""
+
 import json
 import os
 import stat
@@ -16,8 +19,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from scripts import make_demo_model as demo
-from scripts.make_demo_model import DemoModel, make_demo_model
+from provision import demo_model as demo
+from provision.demo_model import DemoModel, make_demo_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
