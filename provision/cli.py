@@ -491,6 +491,7 @@ def down(state: Context, target: str, purge: bool, yes: bool) -> None:
 @examples(
     'aca-infer invoke --message "Hello! Who are you?"',
     'aca-infer invoke -m "Summarise LoRA in one line" --model qlora --temperature 0',
+    "aca-infer invoke --request-file conversations.json",
 )
 @pass_state
 def invoke(
@@ -600,6 +601,7 @@ def logs(
 
 @cli.command()
 @target_option
+@examples("aca-infer stop", "aca-infer stop --target local")
 @pass_state
 def stop(state: Context, target: str) -> None:
     """Scale the app to zero: no replica runs (nothing billed), nothing is deleted."""
@@ -609,6 +611,7 @@ def stop(state: Context, target: str) -> None:
 @cli.command()
 @target_option
 @timeout_option
+@examples("aca-infer start", "aca-infer start --target local --ready-timeout 120")
 @pass_state
 def start(state: Context, target: str, ready_timeout: float) -> None:
     """Scale the app back from zero and wait until it is ready."""
@@ -635,6 +638,7 @@ def keys_show(state: Context, target: str) -> None:
 @click.option(
     "--azure", is_flag=True, help="Also check Azure (Bicep, sign-in, providers) before provision."
 )
+@examples("aca-infer doctor", "aca-infer doctor --azure --output json")
 @pass_state
 def doctor(state: Context, target: str, azure: bool) -> None:
     """Check every prerequisite: each ✓ or ✗ with the fix; exit 0 only when all pass."""
@@ -654,6 +658,7 @@ def doctor(state: Context, target: str, azure: bool) -> None:
 @click.option("--primary", "which", flag_value="primary", help="Replace the primary key.")
 @click.option("--secondary", "which", flag_value="secondary", help="Replace the secondary key.")
 @timeout_option
+@examples("aca-infer keys rotate --primary", "aca-infer keys rotate --secondary --target local")
 @pass_state
 def keys_rotate(state: Context, target: str, which: str | None, ready_timeout: float) -> None:
     """Replace one API key with a new one (printed only by `keys show`)."""
