@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -245,6 +246,12 @@ def cli() -> None:
     """
 
 
+def operations(target: Any, command: str) -> Any:
+    from provision.day_two import operations as day_two
+
+    return day_two(target, command)
+
+
 def _target(state: Context, name: str) -> Any:
     from provision.targets import get_target
 
@@ -258,12 +265,20 @@ def _show(state: Context, result: Any, target: str) -> None:
 
 
 def _provision(
-    state: Context, target: str, set_flags: tuple[str, ...], deploy_follows: bool = False
+    state: Context,
+    target: str,
+    set_flags: tuple[str, ...],
+    deploy_follows: bool = False,
+    **azure_options: Any,
 ) -> Any:
     from provision.assets import templates
     from provision.project import remember_target
     from provision.targets import ProvisionResult, ProvisionSettings
 
+    given = [f"--{name.replace('_', '-')}" for name, value in azure_options.items() if value]
+    if target != "azure" and given:
+        raise click.UsageError(f"{given[0]} is an option of --target azure")
+    ask = _prompt if sys.stdin.isatty() else None
     passed_over = templates(state.project_dir).note  # the AI Toolkit's own template
     if passed_over:
         state.progress(passed_over)
@@ -272,11 +287,17 @@ def _provision(
         set_flags=set_flags,
         environ=dict(os.environ),
         deploy_follows=deploy_follows,
+        ask=ask,
+        **azure_options,
     )
     result = _target(state, target).provision(settings, state.progress)
     if isinstance(result, ProvisionResult):  # not a plan (a dry run provisions nothing)
         remember_target(state.project_dir, target)
     return result
+
+
+def _prompt(question: str) -> str:
+    return str(click.prompt(question, err=True))
 
 
 def _deploy_settings(
@@ -302,17 +323,62 @@ def _deploy(state: Context, target: str, settings: Any) -> Any:
     return result
 
 
+_azure_option_list = (
+    click.option(
+        "--subscription",
+        default=None,
+        help="Azure subscription id [default: AZURE_SUBSCRIPTION_ID, finetuning.config.json, "
+        "the Azure CLI's default].",
+    ),
+    click.option(
+        "--resource-group",
+        "-g",
+        default=None,
+        help="Resource group [default: AZURE_RESOURCE_GROUP, finetuning.config.json].",
+    ),
+    click.option(
+        "--location",
+        "-l",
+        default=None,
+        help="Region [default: AZURE_LOCATION, the location parameter, the group's region].",
+    ),
+    click.option(
+        "--arm-endpoint",
+        default=None,
+        help="Resource Manager endpoint of a non-public cloud [default: ACA_INFER_ARM_ENDPOINT, "
+        "else https://management.azure.com]; ACA_INFER_ARM_SCOPE sets its token scope.",
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print the resolved request (scope, parameters and their sources); no network call.",
+    ),
+    click.option("--what-if", is_flag=True, help="Print ARM's what-if changes; deploy nothing."),
+    click.option(
+        "--force", is_flag=True, help="Deploy even if nothing changed since the last success."
+    ),
+)
+
+
+def azure_options(command: F) -> F:
+    for option in reversed(_azure_option_list):
+        command = option(command)
+    return command
+
+
 @cli.command()
 @target_option
 @set_option
+@azure_options
 @examples(
     "aca-infer provision",
+    "aca-infer provision --dry-run --output json   # what would be deployed; no network call",
     "aca-infer provision --target local --set localPort=8080",
 )
 @pass_state
-def provision(state: Context, target: str, set_flags: tuple[str, ...]) -> None:
+def provision(state: Context, target: str, set_flags: tuple[str, ...], **azure: Any) -> None:
     """Create or update the infrastructure and write the config."""
-    _show(state, _provision(state, target, set_flags), target)
+    _show(state, _provision(state, target, set_flags, **azure), target)
 
 
 @cli.command()
@@ -445,9 +511,14 @@ def down(state: Context, target: str, purge: bool, yes: bool) -> None:
 
     from provision.errors import InputError
     from provision.render import text
+    from provision.targets import DayTwoOperations
 
     chosen = _target(state, target)
-    plan = chosen.plan_down(purge)
+    planner = chosen if isinstance(chosen, DayTwoOperations) else None
+    if planner is None:  # the target says itself what it cannot do
+        _show(state, chosen.down(purge, state.progress), target)
+        return
+    plan = planner.plan_down(purge)
     if plan.delete and not yes and not sys.stdin.isatty():
         raise InputError(
             "down: no terminal to confirm on; rerun with --yes to delete what "
@@ -591,7 +662,7 @@ def logs(
         follow=follow,
         system=system,
     )
-    lines = log_lines(_target(state, target), query)
+    lines = log_lines(operations(_target(state, target), "logs"), query)
     if follow:
         for line in lines:  # as they come; Ctrl-C ends it (exit 130)
             click.echo(line)
@@ -605,7 +676,9 @@ def logs(
 @pass_state
 def stop(state: Context, target: str) -> None:
     """Scale the app to zero: no replica runs (nothing billed), nothing is deleted."""
-    _show(state, _target(state, target).scale(False, 0.0, state.progress), target)
+    _show(
+        state, operations(_target(state, target), "stop").scale(False, 0.0, state.progress), target
+    )
 
 
 @cli.command()
@@ -615,7 +688,8 @@ def stop(state: Context, target: str) -> None:
 @pass_state
 def start(state: Context, target: str, ready_timeout: float) -> None:
     """Scale the app back from zero and wait until it is ready."""
-    _show(state, _target(state, target).scale(True, ready_timeout, state.progress), target)
+    started = operations(_target(state, target), "start").scale(True, ready_timeout, state.progress)
+    _show(state, started, target)
 
 
 @cli.group()
@@ -664,7 +738,8 @@ def keys_rotate(state: Context, target: str, which: str | None, ready_timeout: f
     """Replace one API key with a new one (printed only by `keys show`)."""
     if which is None:
         raise click.UsageError("say which key to replace: --primary or --secondary")
-    _show(state, _target(state, target).rotate_key(which, ready_timeout, state.progress), target)
+    chosen = operations(_target(state, target), "keys rotate")
+    _show(state, chosen.rotate_key(which, ready_timeout, state.progress), target)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,6 @@ from provision.errors import AcaInferError, InputError, NotReadyError, Operation
 from provision.release import (
     BOOTSTRAP,
     CURRENT,
-    OBJECTS_DIR,
     PREVIOUS,
     FileEntry,
     Manifest,
@@ -40,7 +40,7 @@ from provision.release_history import (
     record_live,
     release_ids_on_share,
 )
-from provision.share import Share, read_text_or_none
+from provision.share import Share, read_bytes_or_none, read_text_or_none
 from provision.targets import Progress, ReadyState, Target
 from provision.wheelhouse import (
     RUNTIME_FILE,
@@ -50,6 +50,9 @@ from provision.wheelhouse import (
     serve_requirements,
     wheelhouse_path,
 )
+
+UPLOAD_WORKERS = 8
+UPLOAD_PROGRESS_EVERY = 50
 
 
 @dataclass(frozen=True)
@@ -109,9 +112,42 @@ class RollbackResult:
 
 
 def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:
-    if release_id is None or not share.exists(release_path(release_id)):
-        return None
-    return Manifest.from_json(share.read_bytes(release_path(release_id)))
+    data = None if release_id is None else read_bytes_or_none(share, release_path(release_id))
+    return None if data is None else Manifest.from_json(data)
+
+
+def _upload_bodies(
+    share: Share, bodies: dict[str, str], read_body: Callable[[str], bytes], progress: Progress
+) -> None:
+    """Write the bodies (share path -> the file they stand for) in parallel, reading each in its
+    worker (one body in memory per worker); a remote share answers each request in tens of ms.
+    Says how far it got every `UPLOAD_PROGRESS_EVERY` files."""
+    done_files = done_bytes = 0
+
+    def write(target: str, path: str) -> int:
+        data = read_body(path)
+        share.write_bytes(target, data)
+        return len(data)
+
+    with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS) as pool:
+        uploads = [pool.submit(write, target, path) for target, path in bodies.items()]
+        for finished in as_completed(uploads):
+            done_files += 1
+            done_bytes += finished.result()
+            if done_files % UPLOAD_PROGRESS_EVERY == 0 or done_files == len(bodies):
+                progress(f"uploaded {done_files}/{len(bodies)} files, {done_bytes} bytes")
+
+
+def _bodies_on_share(share: Share, manifest: Manifest, known: set[str]) -> set[str]:
+    """Which of the manifest's bodies the share holds, given bodies `known` to be there (those
+    of the live release's manifest: a manifest is written only after all its bodies, and pruning
+    keeps the bodies of the releases it keeps). Only the folders of the others are listed, so a
+    redeploy costs a few listings on a remote share whatever the tree's size."""
+    wanted = {object_path(e.sha256) for e in manifest.files.values()} - known
+    found = set(known)
+    for folder in sorted({path.rsplit("/", 1)[0] for path in wanted}):
+        found.update(share.list_files(folder))
+    return found
 
 
 def upload_missing(
@@ -120,10 +156,12 @@ def upload_missing(
     read_body: Callable[[str], bytes],
     progress: Progress,
     what: str = "changed files",
+    known: Manifest | None = None,
 ) -> tuple[int, int]:
     """Write the bodies of `manifest` that the share lacks (by content); returns the number of
-    files they stand for and the bytes written."""
-    existing = set(share.list_files(OBJECTS_DIR))
+    files they stand for and the bytes written. `known`: a manifest whose bodies are there."""
+    present = {object_path(e.sha256) for e in known.files.values()} if known else set()
+    existing = _bodies_on_share(share, manifest, present)
     changed = [
         p for p, e in sorted(manifest.files.items()) if object_path(e.sha256) not in existing
     ]
@@ -132,8 +170,7 @@ def upload_missing(
     bytes_uploaded = sum(manifest.files[path].size for path in bodies_to_write.values())
     if changed:
         progress(f"upload {len(changed)} {what} ({bytes_uploaded} bytes) to {share.describe()}")
-    for target, path in bodies_to_write.items():
-        share.write_bytes(target, read_body(path))
+    _upload_bodies(share, bodies_to_write, read_body, progress)
     return len(changed), bytes_uploaded
 
 
@@ -147,10 +184,10 @@ def sync_release(
     """Upload what the share lacks: file bodies by content, then the bootstrap, then the
     manifest last, so a manifest on the share always names bodies that are all there."""
     current = _load_manifest(share, current_release)
-    uploaded, bytes_uploaded = upload_missing(share, manifest, read_body, progress)
+    uploaded, bytes_uploaded = upload_missing(share, manifest, read_body, progress, known=current)
     unchanged = len(manifest.files) - uploaded
     bootstrap = bootstrap_source()
-    on_share = share.read_bytes(BOOTSTRAP) if share.exists(BOOTSTRAP) else None
+    on_share = read_bytes_or_none(share, BOOTSTRAP)
     if on_share != bootstrap:
         progress(f"upload {BOOTSTRAP}")
         share.write_bytes(BOOTSTRAP, bootstrap)
@@ -158,7 +195,8 @@ def sync_release(
         bytes_uploaded += len(bootstrap)
     else:
         unchanged += 1
-    if not share.exists(release_path(manifest.release_id)):
+    already_there = current is not None and manifest.release_id == current_release
+    if not already_there and not share.exists(release_path(manifest.release_id)):
         share.write_bytes(release_path(manifest.release_id), manifest.to_json())
     deleted = len(set(current.files) - set(manifest.files)) if current else 0
     return SyncStats(uploaded, unchanged, deleted, bytes_uploaded)

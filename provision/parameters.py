@@ -133,13 +133,21 @@ def read_parameters_file(path: Path, environ: Mapping[str, str]) -> dict[str, An
     return values
 
 
-def read_finetuning_config(path: Path) -> dict[str, Any]:
+def load_finetuning_config(path: Path) -> dict[str, Any]:
+    """The AI Toolkit's `infra/finetuning.config.json` as it is ({} when there is none)."""
     if not path.is_file():
         return {}
     try:
         config = json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise InputError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from error
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return config
+
+
+def read_finetuning_config(path: Path) -> dict[str, Any]:
+    config = load_finetuning_config(path)
     values: dict[str, Any] = {}
     for key, (param, switches) in _FINETUNING_KEYS.items():
         if config.get(key):

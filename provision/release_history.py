@@ -15,13 +15,12 @@ from provision.release import (
     CURRENT,
     HISTORY,
     KEEP_RELEASES,
-    OBJECTS_DIR,
     RELEASES_DIR,
     Manifest,
     object_path,
     release_path,
 )
-from provision.share import Share, read_text_or_none
+from provision.share import Share, read_bytes_or_none, read_text_or_none
 from provision.wheelhouse import RUNTIME_FILE, WHEELHOUSES_DIR, wheelhouse_path
 
 
@@ -41,10 +40,11 @@ class ReleaseInfo:
 
 
 def load_history(share: Share) -> list[HistoryEntry]:
-    if not share.exists(HISTORY):
+    data = read_bytes_or_none(share, HISTORY)
+    if data is None:
         return []
     try:
-        raw = json.loads(share.read_bytes(HISTORY))
+        raw = json.loads(data)
         return [HistoryEntry(str(e["release"]), str(e["deployed_at"])) for e in raw]
     except (ValueError, KeyError, TypeError):
         return []  # a damaged history only loses dates: releases are still found by listing
@@ -91,29 +91,35 @@ def _wheelhouse_of(share: Share, manifest: Manifest) -> str | None:
 
 
 def prune(share: Share) -> None:
-    """Delete releases beyond the kept ones, the wheelhouses no kept release uses, and every
-    body that none of those kept uses."""
+    """Delete releases beyond the kept ones and the wheelhouses no kept release uses, then the
+    bodies only they used. Bodies are found from the manifests, never by listing every object
+    folder (hundreds of requests on a remote share); a body no manifest ever named (a deploy
+    killed mid-upload) stays, and the next deploy of that content reuses it."""
     keep = set(kept_releases(share))
     keep_objects: set[str] = set()
+    dropped_objects: set[str] = set()
     keep_wheelhouses: set[str] = set()
     for release in release_ids_on_share(share):
+        manifest = Manifest.from_json(share.read_bytes(release_path(release)))
+        bodies = {object_path(e.sha256) for e in manifest.files.values()}
         if release in keep:
-            manifest = Manifest.from_json(share.read_bytes(release_path(release)))
-            keep_objects.update(object_path(e.sha256) for e in manifest.files.values())
+            keep_objects.update(bodies)
             key = _wheelhouse_of(share, manifest)
             if key is not None:
                 keep_wheelhouses.add(wheelhouse_path(key))
         else:
-            share.delete(release_path(release))
+            share.delete(release_path(release))  # the manifest first: it never names a gap
+            dropped_objects.update(bodies)
     for path in list(share.list_files(WHEELHOUSES_DIR)):
+        wheels = Manifest.from_json(share.read_bytes(path))
+        bodies = {object_path(e.sha256) for e in wheels.files.values()}
         if path in keep_wheelhouses:
-            wheels = Manifest.from_json(share.read_bytes(path))
-            keep_objects.update(object_path(e.sha256) for e in wheels.files.values())
+            keep_objects.update(bodies)
         else:
             share.delete(path)
-    for path in list(share.list_files(OBJECTS_DIR)):
-        if path not in keep_objects:
-            share.delete(path)
+            dropped_objects.update(bodies)
+    for path in sorted(dropped_objects - keep_objects):
+        share.delete(path)
 
 
 def list_releases(share: Share) -> list[ReleaseInfo]:

@@ -20,6 +20,7 @@ from provision.targets import (
     DownPlan,
     DownResult,
     LogsResult,
+    ProvisionPlan,
     ProvisionResult,
     RotateResult,
     ScaleResult,
@@ -69,11 +70,15 @@ def _pending_lines(pending: list[str] | None, target: str) -> list[str]:
 def text(result: Any, target: str) -> str:
     if isinstance(result, ProvisionResult):
         verb = "Provisioned" if result.created else "Updated"
+        if result.skipped:
+            verb = "Unchanged (deployment skipped):"
         return "\n".join(
             [f"{verb} the {result.target} target; config: {result.config_path}"]
             + [f"  {name} = {value}" for name, value in sorted(result.parameters.items())]
             + _pending_lines(result.restart_pending, target)
         )
+    if isinstance(result, ProvisionPlan):
+        return _plan_text(result)
     if isinstance(result, DeployResult):
         previous = f" (previous {result.previous_release})" if result.previous_release else ""
         action = "restarted" if result.restarted else "already live"
@@ -218,6 +223,30 @@ def _scale_text(result: ScaleResult) -> str:
     if not result.changed:
         return f"The app already runs; ready at {result.endpoint}"
     return f"Started: a replica runs and is ready at {result.endpoint}"
+
+
+def _plan_text(plan: ProvisionPlan) -> str:
+    scope = plan.request["scope"]
+    lines = [
+        f"Subscription:   {scope['subscription_id']}  ({scope['sources']['subscription']})",
+        f"Resource group: {scope['resource_group']}  ({scope['sources']['resource_group']})",
+        f"Location:       {scope['location']}",
+        f"ARM endpoint:   {scope['arm_endpoint']}",
+        f"Deployment:     {plan.request['deployment_name']}",
+        "Parameters:",
+    ]
+    for name, entry in plan.request["parameters"].items():
+        lines.append(f"  {name} = {json.dumps(entry['value'])}  ({entry['source']})")
+    lines += [f"Note: {note}" for note in plan.request.get("notes", [])]
+    if plan.changes is not None:
+        lines.append("What-if:" if plan.changes else "What-if: no change")
+        for change in plan.changes:
+            changed = ", ".join(change.get("properties_changed", ()))
+            lines.append(
+                f"  {change['change_type']:10} {change['resource_id']}"
+                + (f"  ({changed})" if changed else "")
+            )
+    return "\n".join(lines)
 
 
 def show(result: Any, output: str, target: str) -> None:

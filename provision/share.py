@@ -57,5 +57,15 @@ class Share(Protocol):
         """Start writing a file of `size` bytes in ranges (large files: model weights)."""
 
 
+def read_bytes_or_none(share: Share, path: str) -> bytes | None:
+    """The file's content, None when it does not exist: one request on a remote share, where
+    asking `exists` first would make two."""
+    try:
+        return share.read_bytes(path)
+    except FileNotFoundError:
+        return None
+
+
 def read_text_or_none(share: Share, path: str) -> str | None:
-    return share.read_bytes(path).decode().strip() if share.exists(path) else None
+    data = read_bytes_or_none(share, path)
+    return None if data is None else data.decode().strip()

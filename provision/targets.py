@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from provision.share import Share
 from provision.wheelhouse import ImagePlatform
@@ -44,6 +44,15 @@ class ProvisionSettings:
     target: str
     set_flags: tuple[str, ...] = ()
     environ: Mapping[str, str] = field(default_factory=dict)
+    # Where (azure): flags win over AZURE_SUBSCRIPTION_ID / AZURE_RESOURCE_GROUP / AZURE_LOCATION.
+    subscription: str | None = None
+    resource_group: str | None = None
+    location: str | None = None
+    arm_endpoint: str | None = None
+    dry_run: bool = False  # print the resolved request; no network call
+    what_if: bool = False  # print ARM's what-if; deploy nothing
+    force: bool = False  # deploy even when nothing changed since the last success
+    ask: Callable[[str], str] | None = None  # prompts for a missing value (a terminal only)
     # `up`: a deploy follows, so refuse before writing anything when it would refuse (e.g. no
     # model at modelPath), and leave applying changed runtime settings to it.
     deploy_follows: bool = False
@@ -60,6 +69,17 @@ class ProvisionResult:
     created: bool
     # Runtime settings changed while a replica runs with the old ones: the next deploy applies them.
     restart_pending: list[str] = field(default_factory=list)
+    skipped: bool = False  # nothing changed since the last successful deployment
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProvisionPlan:
+    """What `provision --dry-run` or `--what-if` shows instead of provisioning."""
+
+    target: str
+    request: Mapping[str, Any]
+    changes: tuple[Mapping[str, Any], ...] | None = None  # ARM's what-if; None for --dry-run
 
 
 @dataclass(frozen=True)
@@ -203,10 +223,21 @@ class Target(Protocol):
 
     def keys(self) -> ApiKeys: ...
 
-    def provision(self, settings: ProvisionSettings, progress: Progress) -> ProvisionResult: ...
+    def provision(
+        self, settings: ProvisionSettings, progress: Progress
+    ) -> ProvisionResult | ProvisionPlan: ...
 
     def check_deployable(self) -> None:
         """Raise an AcaInferError when a deploy cannot work (not provisioned, model missing)."""
+
+    def down(self, purge: bool, progress: Progress) -> DownResult: ...
+
+
+@runtime_checkable
+class DayTwoOperations(Protocol):
+    """What a target offers beyond provision and deploy: `status` (describe), `logs`,
+    `stop`/`start` (scale), `keys rotate` and `down`'s plan. A target without them answers those
+    commands with exit 3 (see `provision.day_two.operations`)."""
 
     def rotate_key(self, which: str, ready_timeout: float, progress: Progress) -> RotateResult:
         """Replace the `which` ("primary"/"secondary") key with a new one; the other keeps
@@ -218,8 +249,6 @@ class Target(Protocol):
         """What `down(purge)` would delete and keep, and why, changing nothing. Azure: only the
         resources tagged as created by provision are deleted; everything else in the resource
         group (the fine-tuning run's environment, storage account, share, workspace) is kept."""
-
-    def down(self, purge: bool, progress: Progress) -> DownResult: ...
 
     def describe(self) -> TargetDescription:
         """The app's state as the platform reports it (see TargetDescription for who fills
@@ -239,7 +268,7 @@ class Target(Protocol):
         operations."""
 
 
-TARGET_NAMES = ("local",)
+TARGET_NAMES = ("local", "azure")
 
 
 def get_target(name: str, project_dir: Path) -> Target:
@@ -248,4 +277,8 @@ def get_target(name: str, project_dir: Path) -> Target:
         from provision.local.target import LocalTarget
 
         return LocalTarget(project_dir)
+    if name == "azure":
+        from provision.azure.target import AzureTarget
+
+        return AzureTarget(project_dir)
     raise ValueError(f"unknown target {name!r}")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Deploy the inference infrastructure with the az CLI alone (what the azure target of
-# `aca-infer provision` is to automate), then write infra/inference.config.json from the outputs.
+# Deploy the inference infrastructure with the az CLI alone (what `aca-infer provision --target
+# azure` does with preflight checks), then write infra/inference.config.json from the outputs.
 #
 # Usage: scripts/deploy_manual.sh -g RESOURCE_GROUP [-l LOCATION] [-p PARAMETERS_FILE]
 #                                 [-n DEPLOYMENT_NAME] [-o CONFIG_FILE] [NAME=VALUE ...]

@@ -111,12 +111,12 @@ param apiKeySecondary string
 @description('Optional. Seconds before the first startup probe on /ready.')
 @minValue(1)
 @maxValue(60)
-param startupProbeInitialDelaySeconds int = 30
+param startupProbeInitialDelaySeconds int = 60
 
-@description('Optional. Seconds between startup probes. Startup may take up to initial delay + period x threshold (default 630 s) for the model to load.')
+@description('Optional. Seconds between startup probes. A replica has initial delay + period x threshold (default 60 + 120 x 10 = 1,260 s, what a large model loading from the SMB share can need) to answer /ready before it is restarted; a shorter period notices a quick load sooner.')
 @minValue(1)
 @maxValue(240)
-param startupProbePeriodSeconds int = 60
+param startupProbePeriodSeconds int = 120
 
 @description('Optional. Failed startup probes before the replica is restarted.')
 @minValue(1)

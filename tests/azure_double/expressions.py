@@ -5,11 +5,11 @@ of resourceGroup/subscription/deployment/uniqueString/take/toLower/string/empty,
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from provision.azure.uniquestring import unique_string
 
 _TOKEN = re.compile(r"\s*(?:(?P<number>-?\d+)|(?P<name>[A-Za-z_]\w*)|(?P<punct>[().,\[\]]))")
 
@@ -18,14 +18,8 @@ class ExpressionError(ValueError):
     pass
 
 
-def unique_string(*values: str) -> str:
-    """13 lowercase base32 characters, deterministic in the inputs (as ARM's uniqueString; the
-    hash differs from ARM's, which only matters for names compared with real Azure)."""
-    digest = hashlib.sha256("-".join(values).encode()).digest()
-    return base64.b32encode(digest).decode().lower()[:13]
-
-
 FUNCTIONS: dict[str, Callable[..., Any]] = {
+    # ARM's own algorithm, as the CLI uses it to predict names: the double derives the same.
     "uniqueString": unique_string,
     "take": lambda value, count: value[: int(count)],
     "toLower": lambda value: str(value).lower(),

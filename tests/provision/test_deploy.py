@@ -167,7 +167,10 @@ def test_rollback_to_any_kept_release_and_the_last_five_are_kept(
     listed = releases(target).releases
     assert [info.release for info in listed] == ids[::-1][:5]
     assert [info.live for info in listed] == [True, False, False, False, False]
+    live = Manifest.from_json(target.share.read_bytes(release_path(ids[-1])))
     assert listed[0].files == 2 + RECORD
+    assert listed[0].size == sum(e.size for e in live.files.values())
+    assert live.files["inference_app/a.py"].size == 1
     result = rollback(target, 5.0, quiet, to=ids[2])
     assert (result.release, result.previous_release) == (ids[2], ids[6])
     assert remote_tree(target)["inference_app/a.py"] == b"3"

@@ -78,12 +78,12 @@ param concurrentRequests int = 4
 @description('Optional. Seconds before the first startup probe.')
 @minValue(1)
 @maxValue(60)
-param startupProbeInitialDelaySeconds int = 30
+param startupProbeInitialDelaySeconds int = 60
 
 @description('Optional. Seconds between startup probes.')
 @minValue(1)
 @maxValue(240)
-param startupProbePeriodSeconds int = 60
+param startupProbePeriodSeconds int = 120
 
 @description('Optional. Failed startup probes before the replica is restarted.')
 @minValue(1)
@@ -202,6 +202,9 @@ resource app 'Microsoft.App/containerApps@2025-07-01' = {
             memory: replicaResources[gpuProfileType].memory
           }
           // The startup probe gives the model time to load; liveness takes over only after it succeeds.
+          // /ready and /health answer from the server's memory: no probe reads the share, so a
+          // share the fine-tuning run filled with checkpoints costs the probes nothing (and the
+          // bootstrap reads only app/, never lists the share).
           probes: [
             {
               type: 'Startup'

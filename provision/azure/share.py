@@ -1,0 +1,301 @@
+"""The Azure Files share behind the `Share` protocol (azure-storage-file-share).
+
+Authentication: Entra ID (a bearer token with `x-ms-file-request-intent: backup`, the only way
+the Files REST API takes OAuth) when the caller has a data role on the share; otherwise the
+account key, read through ARM (`listKeys`) into memory only, never written or printed.
+
+Writes are atomic: the body goes to a temporary name in the same folder, then a rename with
+replace puts it in place, so a reader (a replica's SMB mount) never sees half a file. An upload
+whose connection drops is retried by the SDK's retry policy, which also backs off on ServerBusy
+(503); a body that never arrived stays under its temporary name and the next deploy uploads it.
+
+`create_exclusive` is a rename without replace (the service refuses it when the name exists), and
+the file so created is leased (file leases are infinite): the deploy lock. While this client holds
+the lease, no other client can rewrite or delete the lock; a lock taken over as stale (see
+deploy_lock.py) has its lease broken first, and only then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from posixpath import dirname
+from typing import Any
+
+from provision.azure.arm import Arm
+from provision.errors import OperationError
+
+# Backs off 1 s, then 3, 5, 9, 17, 33 s: long enough for ServerBusy to pass on a busy account.
+RETRY_INITIAL_BACKOFF, RETRY_INCREMENT_BASE, RETRY_TOTAL = 1, 2, 6
+TEMPORARY_PREFIX = ".upload-"
+MAX_RANGE_BYTES = 4 << 20  # the most one Put Range request may carry
+
+
+@dataclass(frozen=True)
+class ShareLocation:
+    account: str
+    share: str
+    endpoint: (
+        str  # the account's primary file endpoint, e.g. https://<account>.file.core.windows.net/
+    )
+
+
+def _error_code(error: Exception) -> str:
+    return str(getattr(error, "error_code", None) or "")
+
+
+def _status(error: Exception) -> int | None:
+    return getattr(error, "status_code", None)
+
+
+@contextmanager
+def _storage_errors(action: str) -> Iterator[None]:
+    from azure.core.exceptions import AzureError, HttpResponseError
+
+    try:
+        yield
+    except HttpResponseError as error:
+        code = _error_code(error) or f"HTTP {_status(error)}"
+        message = " ".join(str(getattr(error, "message", "") or error).split())[:300]
+        raise OperationError(f"{action}: {code}: {message}") from error
+    except AzureError as error:
+        raise OperationError(f"{action}: cannot reach the share ({error})") from error
+
+
+class AzureUpload:
+    """A file written in ranges under a temporary name (created at its full size first), then
+    renamed over its name: readers see the old file or the whole new one."""
+
+    def __init__(self, share: AzureShare, path: str, temporary: Any) -> None:
+        self._share = share
+        self._path = path
+        self._temporary = temporary
+
+    def write_range(self, offset: int, data: bytes) -> None:
+        view = memoryview(data)
+        with _storage_errors(f"uploading {self._path} to {self._share.describe()}"):
+            for start in range(0, len(view), MAX_RANGE_BYTES):
+                piece = view[start : start + MAX_RANGE_BYTES]
+                self._temporary.upload_range(bytes(piece), offset + start, len(piece))
+
+    def commit(self) -> None:
+        with _storage_errors(f"renaming the upload of {self._path} on {self._share.describe()}"):
+            self._temporary.rename_file(self._path, overwrite=True)
+
+    def abort(self) -> None:
+        from azure.core.exceptions import AzureError
+
+        with suppress(AzureError):
+            self._temporary.delete_file()
+
+
+class AzureShare:
+    """One file share; safe to use from several threads (uploads run in parallel)."""
+
+    def __init__(self, location: ShareLocation, arm: Arm) -> None:
+        self.location = location
+        self._arm = arm
+        self._client_lock = threading.Lock()
+        self._client: Any = None
+        self._folders: set[str] = {""}
+        self._leases: dict[str, str] = {}  # path -> lease id this client holds
+
+    # -- the client and how it authenticates -----------------------------------------------
+
+    def _new_client(self, credential: Any, **options: Any) -> Any:
+        from azure.storage.fileshare import ExponentialRetry, ShareClient
+
+        return ShareClient(
+            self.location.endpoint,
+            self.location.share,
+            credential=credential,
+            retry_policy=ExponentialRetry(
+                initial_backoff=RETRY_INITIAL_BACKOFF,
+                increment_base=RETRY_INCREMENT_BASE,
+                retry_total=RETRY_TOTAL,
+            ),
+            **options,
+        )
+
+    @property
+    def client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._authenticated_client()
+            return self._client
+
+    def _authenticated_client(self) -> Any:
+        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+        entra = self._new_client(self._arm.credential, token_intent="backup")
+        try:
+            entra.get_share_properties()
+            return entra
+        except (ClientAuthenticationError, HttpResponseError) as error:
+            if _status(error) not in (401, 403):
+                raise OperationError(
+                    f"reading share {self.describe()}: {_error_code(error) or error}"
+                ) from error
+        # No data role for this identity: the account key, kept in memory only.
+        with _storage_errors(f"reading the keys of storage account {self.location.account}"):
+            keys = self._arm.storage.storage_accounts.list_keys(
+                self._arm.group, self.location.account
+            ).keys
+        credential = {"account_name": self.location.account, "account_key": keys[0].value}
+        return self._new_client(credential)
+
+    def _file(self, path: str) -> Any:
+        return self.client.get_file_client(path)
+
+    # -- the Share protocol ------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"Azure Files share {self.location.account}/{self.location.share}"
+
+    def exists(self, path: str) -> bool:
+        with _storage_errors(f"reading {path} on {self.describe()}"):
+            return bool(self._file(path).exists())
+
+    def read_bytes(self, path: str) -> bytes:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with _storage_errors(f"reading {path} on {self.describe()}"):
+            try:
+                return bytes(self._file(path).download_file().readall())
+            except ResourceNotFoundError as error:
+                raise FileNotFoundError(f"{self.describe()}: {path}") from error
+
+    def _make_folders(self, path: str) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        folder = dirname(path)
+        missing: list[str] = []
+        while folder not in self._folders:
+            missing.append(folder)
+            folder = dirname(folder)
+        for name in reversed(missing):
+            with suppress(ResourceExistsError):
+                self.client.get_directory_client(name).create_directory()
+            self._folders.add(name)
+
+    def _temporary_beside(self, path: str) -> Any:
+        folder = dirname(path)
+        name = f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}"
+        return self._file(f"{folder}/{name}" if folder else name)
+
+    def _in_folder(self, path: str, create: Any) -> None:
+        """`create()` a file beside `path`; its folders are made only when the service says a
+        parent is missing (most writes go to folders that exist: no request spent on them)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            create()
+        except ResourceNotFoundError as error:
+            if _error_code(error) != "ParentNotFound":
+                raise
+            self._make_folders(path)
+            create()
+
+    def _upload_temporary(self, path: str, data: bytes) -> Any:
+        temporary = self._temporary_beside(path)
+        self._in_folder(path, lambda: temporary.upload_file(data))
+        return temporary
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        from azure.core.exceptions import HttpResponseError
+
+        lease = self._leases.get(path)
+        with _storage_errors(f"writing {path} on {self.describe()}"):
+            temporary = self._upload_temporary(path, data)
+            try:
+                temporary.rename_file(path, overwrite=True, destination_lease=lease)
+            except HttpResponseError as error:
+                temporary.delete_file()
+                if _status(error) == 412:  # someone else's lease: this client lost the lock
+                    raise PermissionError(
+                        f"{path} on {self.describe()} is leased by another client"
+                    ) from error
+                raise
+            if lease is not None:  # the replaced file's lease went with it: take it again
+                self._file(path).acquire_lease(lease_id=lease)
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        from azure.core.exceptions import ResourceExistsError
+
+        with _storage_errors(f"creating {path} on {self.describe()}"):
+            temporary = self._upload_temporary(path, data)
+            try:
+                created = temporary.rename_file(path, overwrite=False)
+            except ResourceExistsError:
+                temporary.delete_file()
+                return False
+            self._leases[path] = created.acquire_lease().id
+            return True
+
+    def delete(self, path: str) -> None:
+        """Delete a file; a lease another client holds is broken first (deploy_lock deletes
+        someone else's lock only once it is stale, or on --break-lock)."""
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        file = self._file(path)
+        lease = self._leases.pop(path, None)
+        with _storage_errors(f"deleting {path} on {self.describe()}"):
+            try:
+                file.delete_file(lease=lease)
+            except ResourceNotFoundError:
+                return
+            except HttpResponseError as error:
+                if _status(error) != 412:
+                    raise
+                from azure.storage.fileshare import ShareLeaseClient
+
+                ShareLeaseClient(file).break_lease()
+                try:
+                    file.delete_file()
+                except ResourceNotFoundError:
+                    return
+
+    def list_files(self, prefix: str) -> Iterator[str]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with _storage_errors(f"listing {prefix} on {self.describe()}"):
+            folders = [prefix.strip("/")]
+            while folders:
+                folder = folders.pop()
+                entries = self.client.get_directory_client(folder).list_directories_and_files()
+                try:
+                    for entry in sorted(entries, key=lambda e: str(e.name)):
+                        path = f"{folder}/{entry.name}" if folder else str(entry.name)
+                        if entry.is_directory:
+                            folders.append(path)
+                        else:
+                            yield path
+                except ResourceNotFoundError:
+                    continue
+
+    def size(self, path: str) -> int | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with _storage_errors(f"reading {path} on {self.describe()}"):
+            try:
+                return int(self._file(path).get_file_properties().size)
+            except ResourceNotFoundError:
+                return None
+
+    def sha256(self, path: str) -> str:
+        """Read back as a stream (what is stored, not what was sent)."""
+        digest = hashlib.sha256()
+        with _storage_errors(f"reading {path} on {self.describe()}"):
+            for block in self._file(path).download_file(max_concurrency=4).chunks():
+                digest.update(block)
+        return digest.hexdigest()
+
+    def open_upload(self, path: str, size: int) -> AzureUpload:
+        with _storage_errors(f"creating {path} on {self.describe()}"):
+            temporary = self._temporary_beside(path)
+            self._in_folder(path, lambda: temporary.create_file(size))
+        return AzureUpload(self, path, temporary)
