@@ -8,13 +8,16 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 from click.testing import Result
 
-from tests.provision.azure.test_deploy_double import (  # noqa: F401 (the fixture)
-    TIMEOUT,
-    DeploySession,
-    session,
-)
+from provision.azure.target import AzureTarget
+from provision.targets import LogQuery
+from tests.provision.azure import test_deploy_double
+from tests.provision.azure.test_deploy_double import TIMEOUT, DeploySession
+
+# A provisioned project on the double with the stand-in app, ready to deploy.
+session = test_deploy_double.session
 
 ARM_APP = "Microsoft.App/containerApps"
 
@@ -47,7 +50,8 @@ def _chat(session: DeploySession, key: str) -> int:
     body = {"messages": [{"role": "user", "content": "hi"}]}
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(verify=session.tls(), timeout=30) as client:
-        return client.post(f"{endpoint}/v1/chat/completions", json=body, headers=headers).status_code
+        response = client.post(f"{endpoint}/v1/chat/completions", json=body, headers=headers)
+    return response.status_code
 
 
 # -- status ---------------------------------------------------------------------------------
@@ -127,12 +131,54 @@ def test_rotation_under_a_loop_with_the_other_key_fails_nothing_and_refuses_the_
 # -- logs -----------------------------------------------------------------------------------
 
 
-def test_logs_show_the_replica_console_and_the_system_events(session: DeploySession) -> None:
-    session.deployed()
+def test_logs_tail_the_live_replica_console(session: DeploySession) -> None:
+    deployed = session.deployed()
     console = _json(session.aca("--output", "json", "logs", "--target", "azure", "-n", "50"))
-    assert console["lines"], "the live replica's console is empty"
-    system = _run(session, "logs", "--system")
-    assert system.exit_code == 0, system.stderr
+    assert any(f"starting release {deployed['release']}" in line for line in console["lines"])
+    last = _json(session.aca("--output", "json", "logs", "--target", "azure", "-n", "1"))
+    assert last["lines"] == console["lines"][-1:]
+
+
+def test_logs_system_show_the_platform_events_of_a_failed_revision(
+    session: DeploySession,
+) -> None:
+    session.deployed()
+    main = session.app_dir / "__main__.py"
+    main.write_text('raise RuntimeError("broken at import")\n' + main.read_text())
+    failed = session.deploy("--ready-timeout", TIMEOUT)
+    assert failed.exit_code == 5, failed.stderr
+    events = _run(session, "logs", "--system")
+    assert events.exit_code == 0, events.stderr
+    assert "exited" in events.stdout
+
+
+def test_logs_follow_keeps_yielding_new_console_lines(
+    session: DeploySession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session.deployed()
+    for name, value in session.env().items():  # the CLI's environment: az, the CA, ARM
+        monkeypatch.setenv(name, value)
+    target = AzureTarget(session.project, session.env())
+    lines = target.log_lines(LogQuery(tail=1, follow=True))
+    try:
+        assert "bootstrap: starting release" in next(lines)
+        more: list[str] = []
+        reader = threading.Thread(target=lambda: more.extend(lines))
+        reader.start()
+        reader.join(timeout=1.0)
+        assert reader.is_alive(), "--follow ended while the replica still runs"
+        assert _run(session, "stop").exit_code == 0  # the stream ends with the replica
+        reader.join()
+    finally:
+        lines.close()  # type: ignore[attr-defined]
+
+
+def test_logs_of_a_stopped_app_say_what_to_run(session: DeploySession) -> None:
+    session.deployed()
+    assert _run(session, "stop").exit_code == 0
+    result = _run(session, "logs")
+    assert result.exit_code == 3
+    assert "has no replica to read the console of (stopped or scaled to zero)" in result.stderr
 
 
 def test_logs_since_is_one_line_exit_3(session: DeploySession) -> None:
@@ -165,10 +211,11 @@ def test_down_deletes_only_what_provision_created_and_says_what_it_kept(
     environment = _untag(
         session, "Microsoft.App/managedEnvironments", config["ACA_ENVIRONMENT_NAME"]
     )
-    account = f"{group}/providers/Microsoft.Storage/storageAccounts/{config['STORAGE_ACCOUNT_NAME']}"
+    account = (
+        f"{group}/providers/Microsoft.Storage/storageAccounts/{config['STORAGE_ACCOUNT_NAME']}"
+    )
     workspace = (
-        f"{group}/providers/Microsoft.OperationalInsights/workspaces/"
-        f"{config['LOG_ANALYTICS_NAME']}"
+        f"{group}/providers/Microsoft.OperationalInsights/workspaces/{config['LOG_ANALYTICS_NAME']}"
     )
     app = f"{group}/providers/{ARM_APP}/{config['ACA_APP_NAME']}"
 
@@ -178,7 +225,7 @@ def test_down_deletes_only_what_provision_created_and_says_what_it_kept(
     assert f"Container Apps environment {environment}  (not created by aca-infer" in result.stderr
     assert f"storage account {account}  (created by provision" in result.stderr
     assert "(--purge deletes it)" in result.stderr
-    assert f"resource group rg-deploy  (it may hold resources" in result.stderr
+    assert "resource group rg-deploy  (it may hold resources" in result.stderr
     down = json.loads(result.stdout)
     assert down["removed"] == [f"container app {app}", f"Log Analytics workspace {workspace}"]
     assert f"Container Apps environment {environment}" in down["kept"]
@@ -193,7 +240,8 @@ def test_down_purge_on_a_reused_account_deletes_only_the_app_area(
     session.deployed()
     config = session.config()
     account = _untag(session, "Microsoft.Storage/storageAccounts", config["STORAGE_ACCOUNT_NAME"])
-    models = sorted(p for p in session.share_root.rglob("*") if p.is_file() and "app" not in p.parts)
+    files = session.share_root.rglob("*")
+    models = sorted(p for p in files if p.is_file() and "app" not in p.parts)
     result = _run(session, "down", "--yes", "--purge")
     assert result.exit_code == 0, result.stderr
     assert f"storage account {account}  (not created by aca-infer" in result.stderr
