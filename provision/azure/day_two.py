@@ -281,8 +281,8 @@ class AzureDayTwo:
         for entry in secrets:
             if entry["name"] == secret:
                 entry["value"] = generate_key()
-        location = self.arm.apps.container_apps.get(self.arm.group, self.app_name).location
         with azure_errors(f"updating the secrets of container app {self.app_name}"):
+            location = self.arm.apps.container_apps.get(self.arm.group, self.app_name).location
             self.arm.apps.container_apps.begin_update(
                 self.arm.group,
                 self.app_name,

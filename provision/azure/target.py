@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from provision.targets import (
     DownPlan,
     DownResult,
     LogQuery,
+    PlannedItem,
     Progress,
     ProvisionPlan,
     ProvisionResult,
@@ -151,11 +153,29 @@ class AzureTarget:
         arm, config = self._deploy_arm
         return AzureDayTwo(arm, config, self.replica)
 
+    def _local_state(self) -> list[Path]:
+        """What provision wrote here about the app: gone with it, so that the next provision
+        deploys again rather than skip an unchanged deployment."""
+        return [path for path in (self.config_path, self.record_path) if path.is_file()]
+
     def plan_down(self, purge: bool) -> DownPlan:
-        return self._day_two.plan_down(purge)
+        plan = self._day_two.plan_down(purge)
+        if not any(item.what.startswith("container app ") for item in plan.delete):
+            return plan
+        local = [
+            PlannedItem(str(path), "what provision wrote about the deleted app")
+            for path in self._local_state()
+        ]
+        return replace(plan, delete=[*plan.delete, *local])
 
     def down(self, purge: bool, progress: Progress) -> DownResult:
-        return self._day_two.down(purge, lambda: self.share, progress)
+        local = self._local_state()
+        result = self._day_two.down(purge, lambda: self.share, progress)
+        if not result.stopped:
+            return result
+        for path in local:
+            path.unlink()
+        return replace(result, removed=[*result.removed, *(str(path) for path in local)])
 
     def describe(self) -> TargetDescription:
         return self._day_two.describe()

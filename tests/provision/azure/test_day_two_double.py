@@ -227,11 +227,17 @@ def test_down_deletes_only_what_provision_created_and_says_what_it_kept(
     assert "(--purge deletes it)" in result.stderr
     assert "resource group rg-deploy  (it may hold resources" in result.stderr
     down = json.loads(result.stdout)
-    assert down["removed"] == [f"container app {app}", f"Log Analytics workspace {workspace}"]
+    assert down["removed"][:2] == [
+        f"container app {app}",
+        f"Log Analytics workspace {workspace}",
+    ]
     assert f"Container Apps environment {environment}" in down["kept"]
     assert session.resource(app) is None and session.resource(workspace) is None
     assert session.resource(environment) is not None and session.resource(account) is not None
     assert (session.share_root / "app/current").is_file()
+    config_file = session.project / "infra/inference.config.json"
+    assert f"{config_file}  (what provision wrote about the deleted app)" in result.stderr
+    assert str(config_file) in down["removed"] and not config_file.exists()
 
 
 def test_down_purge_on_a_reused_account_deletes_only_the_app_area(
