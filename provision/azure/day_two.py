@@ -66,11 +66,11 @@ class AzureDayTwo:
         self.replica = replica
         self.app_name = str(config["ACA_APP_NAME"])
 
-    def _id(self, provider: str, name: str) -> str:
+    def _id(self, resource_type: str, name: str) -> str:
         scope = self.arm.scope
         return (
             f"/subscriptions/{scope.subscription_id}/resourceGroups/{scope.resource_group}"
-            f"/providers/{provider}/{name}"
+            f"/providers/{resource_type}/{name}"
         )
 
     # -- down ----------------------------------------------------------------------------------
@@ -87,40 +87,37 @@ class AzureDayTwo:
             (
                 "container app",
                 self.app_name,
-                f"Microsoft.App/containerApps/{self.app_name}",
+                "Microsoft.App/containerApps",
                 arm.app,
                 lambda: apps.container_apps.begin_delete(group, self.app_name).result(),
             ),
             (
                 "Container Apps environment",
                 environment,
-                f"Microsoft.App/managedEnvironments/{environment}",
+                "Microsoft.App/managedEnvironments",
                 arm.environment,
                 lambda: apps.managed_environments.begin_delete(group, environment).result(),
             ),
             (
                 "Log Analytics workspace",
                 workspace,
-                f"Microsoft.OperationalInsights/workspaces/{workspace}",
+                "Microsoft.OperationalInsights/workspaces",
                 arm.workspace,
                 lambda: logs.workspaces.begin_delete(group, workspace).result(),
             ),
             (
                 "storage account",
                 account,
-                f"Microsoft.Storage/storageAccounts/{account}",
+                "Microsoft.Storage/storageAccounts",
                 arm.storage_account,
                 lambda: storage.storage_accounts.delete(group, account),
             ),
         ]
         found: list[Resource] = []
-        for kind, name, path, read, delete in candidates:
-            if not name:
-                continue
-            existing = read(name)
+        for kind, name, resource_type, read, delete in candidates:
+            existing = read(name) if name else None
             if existing is not None:
-                provider, _, rest = path.partition("/")
-                resource_id = self._id(provider + "/" + rest.partition("/")[0], name)
+                resource_id = self._id(resource_type, name)
                 found.append(Resource(kind, name, resource_id, _tagged(existing), delete))
         return found
 
