@@ -246,6 +246,12 @@ def cli() -> None:
     """
 
 
+def operations(target: Any, command: str) -> Any:
+    from provision.day_two import operations as day_two
+
+    return day_two(target, command)
+
+
 def _target(state: Context, name: str) -> Any:
     from provision.targets import get_target
 
@@ -510,9 +516,14 @@ def down(state: Context, target: str, purge: bool, yes: bool) -> None:
 
     from provision.errors import InputError
     from provision.render import text
+    from provision.targets import DayTwoOperations
 
     chosen = _target(state, target)
-    plan = chosen.plan_down(purge)
+    planner = chosen if isinstance(chosen, DayTwoOperations) else None
+    if planner is None:  # the target says itself what it cannot do
+        _show(state, chosen.down(purge, state.progress), target)
+        return
+    plan = planner.plan_down(purge)
     if plan.delete and not yes and not sys.stdin.isatty():
         raise InputError(
             "down: no terminal to confirm on; rerun with --yes to delete what "
@@ -656,7 +667,7 @@ def logs(
         follow=follow,
         system=system,
     )
-    lines = log_lines(_target(state, target), query)
+    lines = log_lines(operations(_target(state, target), "logs"), query)
     if follow:
         for line in lines:  # as they come; Ctrl-C ends it (exit 130)
             click.echo(line)
@@ -670,7 +681,9 @@ def logs(
 @pass_state
 def stop(state: Context, target: str) -> None:
     """Scale the app to zero: no replica runs (nothing billed), nothing is deleted."""
-    _show(state, _target(state, target).scale(False, 0.0, state.progress), target)
+    _show(
+        state, operations(_target(state, target), "stop").scale(False, 0.0, state.progress), target
+    )
 
 
 @cli.command()
@@ -680,7 +693,8 @@ def stop(state: Context, target: str) -> None:
 @pass_state
 def start(state: Context, target: str, ready_timeout: float) -> None:
     """Scale the app back from zero and wait until it is ready."""
-    _show(state, _target(state, target).scale(True, ready_timeout, state.progress), target)
+    started = operations(_target(state, target), "start").scale(True, ready_timeout, state.progress)
+    _show(state, started, target)
 
 
 @cli.group()
@@ -729,7 +743,8 @@ def keys_rotate(state: Context, target: str, which: str | None, ready_timeout: f
     """Replace one API key with a new one (printed only by `keys show`)."""
     if which is None:
         raise click.UsageError("say which key to replace: --primary or --secondary")
-    _show(state, _target(state, target).rotate_key(which, ready_timeout, state.progress), target)
+    chosen = operations(_target(state, target), "keys rotate")
+    _show(state, chosen.rotate_key(which, ready_timeout, state.progress), target)
 
 
 @cli.command()

@@ -13,7 +13,7 @@ from provision.deploy_record import last_deploy
 from provision.readiness import probe
 from provision.release import CURRENT, PREVIOUS
 from provision.share import read_text_or_none
-from provision.targets import LogQuery, Target, TargetDescription
+from provision.targets import DayTwoOperations, LogQuery, Target, TargetDescription
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,10 @@ def status(target: Target, project_dir: Path) -> StatusResult:
         previous_release=read_text_or_none(share, PREVIOUS),
         instance_id=identity.instance_id if identity else None,
         restart_pending=target.replica.settings_changed(),
-        app=target.describe(),
+        app=target.describe() if isinstance(target, DayTwoOperations) else None,
         last_deploy=last_deploy(project_dir, target.name),
     )
 
 
-def log_lines(target: Target, query: LogQuery) -> Iterator[str]:
+def log_lines(target: DayTwoOperations, query: LogQuery) -> Iterator[str]:
     return target.log_lines(query)

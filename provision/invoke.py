@@ -65,9 +65,17 @@ def _starting(client: httpx.Client, url: str) -> bool:
         return True
 
 
+def _not_running(target: Target) -> OperationError:
+    return OperationError(
+        f"the {target.name} replica is not running; start it: aca-infer start "
+        f"--target {target.name}"
+    )
+
+
 @dataclass
 class _ColdStart:
     client: httpx.Client
+    target: Target
     identity: ReplicaIdentity
     timeout: float
     progress: Progress
@@ -83,9 +91,15 @@ class _ColdStart:
     def await_replica(self) -> bool:
         """Returns once `/health` names this replica and `/ready` answers 200; True when it
         had to wait for that."""
-        endpoint = self.identity.endpoint
         waited = False
         while True:
+            # Read anew each time: a replica that exited is not waited for, and one that took
+            # over meanwhile (a deploy, a key rotation) is the one to prove itself.
+            current = self.target.replica.identity()
+            if current is None:
+                raise _not_running(self.target)
+            self.identity = current
+            endpoint = current.endpoint
             not_ours = check_identity(self.client, self.identity)
             if not_ours is None:
                 ready, reason = probe_ready(self.client, f"{endpoint}/ready")
@@ -179,14 +193,11 @@ def invoke(
 ) -> InvokeResult:
     identity = target.replica.identity()
     if identity is None:
-        raise OperationError(
-            f"the {target.name} replica is not running; start it: aca-infer start "
-            f"--target {target.name}"
-        )
+        raise _not_running(target)
     request = settings.request
     endpoint = identity.endpoint
     with httpx.Client(timeout=settings.timeout) as client:
-        cold = _ColdStart(client, identity, settings.wait_timeout, progress)
+        cold = _ColdStart(client, target, identity, settings.wait_timeout, progress)
         cold.await_replica()
         headers = {"Authorization": f"Bearer {target.keys().primary}"}
         resends_while_ready = 0

@@ -170,30 +170,6 @@ def text(result: Any, target: str) -> str:
     raise TypeError(f"no text form for {type(result).__name__}")
 
 
-def _plan_text(plan: ProvisionPlan) -> str:
-    scope = plan.request["scope"]
-    lines = [
-        f"Subscription:   {scope['subscription_id']}  ({scope['sources']['subscription']})",
-        f"Resource group: {scope['resource_group']}  ({scope['sources']['resource_group']})",
-        f"Location:       {scope['location']}",
-        f"ARM endpoint:   {scope['arm_endpoint']}",
-        f"Deployment:     {plan.request['deployment_name']}",
-        "Parameters:",
-    ]
-    for name, entry in plan.request["parameters"].items():
-        lines.append(f"  {name} = {json.dumps(entry['value'])}  ({entry['source']})")
-    lines += [f"Note: {note}" for note in plan.request.get("notes", [])]
-    if plan.changes is not None:
-        lines.append("What-if:" if plan.changes else "What-if: no change")
-        for change in plan.changes:
-            changed = ", ".join(change.get("properties_changed", ()))
-            lines.append(
-                f"  {change['change_type']:10} {change['resource_id']}"
-                + (f"  ({changed})" if changed else "")
-            )
-    return "\n".join(lines)
-
-
 def _app_lines(app: TargetDescription | None) -> list[str]:
     if app is None:
         return []
@@ -247,6 +223,30 @@ def _scale_text(result: ScaleResult) -> str:
     if not result.changed:
         return f"The app already runs; ready at {result.endpoint}"
     return f"Started: a replica runs and is ready at {result.endpoint}"
+
+
+def _plan_text(plan: ProvisionPlan) -> str:
+    scope = plan.request["scope"]
+    lines = [
+        f"Subscription:   {scope['subscription_id']}  ({scope['sources']['subscription']})",
+        f"Resource group: {scope['resource_group']}  ({scope['sources']['resource_group']})",
+        f"Location:       {scope['location']}",
+        f"ARM endpoint:   {scope['arm_endpoint']}",
+        f"Deployment:     {plan.request['deployment_name']}",
+        "Parameters:",
+    ]
+    for name, entry in plan.request["parameters"].items():
+        lines.append(f"  {name} = {json.dumps(entry['value'])}  ({entry['source']})")
+    lines += [f"Note: {note}" for note in plan.request.get("notes", [])]
+    if plan.changes is not None:
+        lines.append("What-if:" if plan.changes else "What-if: no change")
+        for change in plan.changes:
+            changed = ", ".join(change.get("properties_changed", ()))
+            lines.append(
+                f"  {change['change_type']:10} {change['resource_id']}"
+                + (f"  ({changed})" if changed else "")
+            )
+    return "\n".join(lines)
 
 
 def show(result: Any, output: str, target: str) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from provision.share import Share
 from provision.wheelhouse import ImagePlatform
@@ -230,6 +230,15 @@ class Target(Protocol):
     def check_deployable(self) -> None:
         """Raise an AcaInferError when a deploy cannot work (not provisioned, model missing)."""
 
+    def down(self, purge: bool, progress: Progress) -> DownResult: ...
+
+
+@runtime_checkable
+class DayTwoOperations(Protocol):
+    """What a target offers beyond provision and deploy: `status` (describe), `logs`,
+    `stop`/`start` (scale), `keys rotate` and `down`'s plan. A target without them answers those
+    commands with exit 3 (see `provision.day_two.operations`)."""
+
     def rotate_key(self, which: str, ready_timeout: float, progress: Progress) -> RotateResult:
         """Replace the `which` ("primary"/"secondary") key with a new one; the other keeps
         working, the old one is refused once the replica honours the new one. Azure: update
@@ -240,8 +249,6 @@ class Target(Protocol):
         """What `down(purge)` would delete and keep, and why, changing nothing. Azure: only the
         resources tagged as created by provision are deleted; everything else in the resource
         group (the fine-tuning run's environment, storage account, share, workspace) is kept."""
-
-    def down(self, purge: bool, progress: Progress) -> DownResult: ...
 
     def describe(self) -> TargetDescription:
         """The app's state as the platform reports it (see TargetDescription for who fills
