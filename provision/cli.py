@@ -499,7 +499,12 @@ def upload_model(
 
 @cli.command()
 @target_option
-@click.option("--purge", is_flag=True, help="Also delete the model files on the local share.")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also delete the model files on the local share; on Azure the share's app/ area, or "
+    "the storage account with its share when aca-infer created it.",
+)
 @click.option(
     "--yes", "-y", is_flag=True, help="Delete without asking (needed without a terminal)."
 )

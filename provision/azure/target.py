@@ -7,13 +7,15 @@ revisions, replica.py) named by what provision wrote in infra/inference.config.j
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from provision.azure.arm import Arm, azure_errors
 from provision.azure.bicep import compile_template
+from provision.azure.day_two import AzureDayTwo
 from provision.azure.deployment import (
     DeploymentRecord,
     deploy,
@@ -35,20 +37,22 @@ from provision.parameters import template_path
 from provision.target_state import TargetState
 from provision.targets import (
     ApiKeys,
+    DownPlan,
     DownResult,
+    LogQuery,
+    PlannedItem,
     Progress,
     ProvisionPlan,
     ProvisionResult,
     ProvisionSettings,
+    RotateResult,
+    ScaleResult,
+    TargetDescription,
 )
 from provision.wheelhouse import DEFAULT_IMAGE, ImagePlatform, platform_for_image
 
 CONFIG_FILE = Path("infra/inference.config.json")
 RECORD_FILE = Path(".aca-infer/azure/last-deployment.json")
-NOT_YET = (
-    "the azure target's {what} is not built yet (this version provisions Azure and reads the "
-    "endpoint and keys); {instead}"
-)
 
 
 class AzureTarget:
@@ -142,16 +146,48 @@ class AzureTarget:
                     f"copy it there, or provision with --set {parameter}=..."
                 )
 
+    # -- day-two operations (day_two.py) ---------------------------------------------------
+
+    @cached_property
+    def _day_two(self) -> AzureDayTwo:
+        arm, config = self._deploy_arm
+        return AzureDayTwo(arm, config, self.replica)
+
+    def _local_state(self) -> list[Path]:
+        """What provision wrote here about the app: gone with it, so that the next provision
+        deploys again rather than skip an unchanged deployment."""
+        return [path for path in (self.config_path, self.record_path) if path.is_file()]
+
+    def plan_down(self, purge: bool) -> DownPlan:
+        plan = self._day_two.plan_down(purge)
+        if not any(item.what.startswith("container app ") for item in plan.delete):
+            return plan
+        local = [
+            PlannedItem(str(path), "what provision wrote about the deleted app")
+            for path in self._local_state()
+        ]
+        return replace(plan, delete=[*plan.delete, *local])
+
     def down(self, purge: bool, progress: Progress) -> DownResult:
-        raise PrerequisiteError(
-            NOT_YET.format(
-                what="`down`",
-                instead=(
-                    f"resources aca-infer created carry the tag {CREATED_BY_TAG}={CREATED_BY}: "
-                    f"az resource list --tag {CREATED_BY_TAG}={CREATED_BY}"
-                ),
-            )
-        )
+        local = self._local_state()
+        result = self._day_two.down(purge, lambda: self.share, progress)
+        if not result.stopped:
+            return result
+        for path in local:
+            path.unlink()
+        return replace(result, removed=[*result.removed, *(str(path) for path in local)])
+
+    def describe(self) -> TargetDescription:
+        return self._day_two.describe()
+
+    def scale(self, running: bool, ready_timeout: float, progress: Progress) -> ScaleResult:
+        return self._day_two.scale(running, ready_timeout, progress)
+
+    def rotate_key(self, which: str, ready_timeout: float, progress: Progress) -> RotateResult:
+        return self._day_two.rotate_key(which, ready_timeout, progress)
+
+    def log_lines(self, query: LogQuery) -> Iterator[str]:
+        return self._day_two.log_lines(query)
 
     # -- provision -----------------------------------------------------------------------
 
