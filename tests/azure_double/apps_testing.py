@@ -145,6 +145,19 @@ def storage_body(double: AzureDouble) -> dict[str, Any]:
     }
 
 
+def create_environment(double: AzureDouble, client: Any) -> str:
+    """The environment "env" with the share as its storage "data"; returns its resource id.
+    `client` is an `apps_client`, typed loosely: the SDK's overloads do not take the ARM body
+    as a plain dict."""
+    environment = client.managed_environments.begin_create_or_update(
+        RESOURCE_GROUP, "env", environment_body()
+    ).result()
+    client.managed_environments_storages.create_or_update(
+        RESOURCE_GROUP, "env", "data", storage_body(double)
+    )
+    return str(environment.id)
+
+
 def app_body(
     environment_id: str,
     env: dict[str, str] | None = None,

@@ -3,7 +3,6 @@ usages per location, and the config switches that make a location lack a profile
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,25 +12,12 @@ from azure.mgmt.appcontainers import ContainerAppsAPIClient
 from tests.azure_double.apps_testing import (
     LOCATION,
     RESOURCE_GROUP,
-    apps_client,
     environment_body,
     error_of,
     prepare,
 )
-from tests.azure_double.sdk import client_kwargs, credential, use_double_env
+from tests.azure_double.sdk import client_kwargs, credential
 from tests.azure_double.server import AzureDouble
-
-
-@pytest.fixture
-def double(azure_double: AzureDouble) -> Iterator[AzureDouble]:
-    with use_double_env(azure_double):
-        yield azure_double
-
-
-@pytest.fixture
-def client(double: AzureDouble) -> Any:
-    prepare(double)
-    return apps_client(double)
 
 
 def _create(client: Any, profiles: list[dict[str, Any]], name: str = "env"):
