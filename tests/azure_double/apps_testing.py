@@ -11,7 +11,7 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ODataV4Format
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-from tests.azure_double.sdk import client_kwargs, credential, resources_client
+from tests.azure_double.sdk import mgmt_client, resources_client
 from tests.azure_double.server import AzureDouble
 
 LOCATION = "eastus"
@@ -101,9 +101,10 @@ ThreadingHTTPServer(ADDRESS, Handler).serve_forever()
 def apps_client(double: AzureDouble) -> ContainerAppsAPIClient:
     """The real client with the real credential chain (run inside `use_double_env`); polls
     every 0.1 s, since the tests set the double's Retry-After to 0."""
-    return ContainerAppsAPIClient(
-        credential(), double.subscription_id, **client_kwargs(double, polling_interval=0.1)
+    client: ContainerAppsAPIClient = mgmt_client(
+        ContainerAppsAPIClient, double, polling_interval=0.1
     )
+    return client
 
 
 def prepare(double: AzureDouble) -> Path:

@@ -49,33 +49,31 @@ def credential() -> DefaultAzureCredential:
     return DefaultAzureCredential()
 
 
+def mgmt_client(client_class: type[Any], double: AzureDouble, **overrides: Any) -> Any:
+    """The management client `client_class` with the real credential chain, pointed at the
+    double (run inside `use_double_env`)."""
+    return client_class(credential(), double.subscription_id, **client_kwargs(double, **overrides))
+
+
 def resources_client(double: AzureDouble, **overrides: Any) -> Any:
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-    return ResourceManagementClient(
-        credential(), double.subscription_id, **client_kwargs(double, **overrides)
-    )
+    return mgmt_client(ResourceManagementClient, double, **overrides)
 
 
 def deployments_client(double: AzureDouble, **overrides: Any) -> Any:
     from azure.mgmt.resource.deployments import DeploymentsMgmtClient
 
-    return DeploymentsMgmtClient(
-        credential(), double.subscription_id, **client_kwargs(double, **overrides)
-    )
+    return mgmt_client(DeploymentsMgmtClient, double, **overrides)
 
 
 def storage_client(double: AzureDouble, **overrides: Any) -> Any:
     from azure.mgmt.storage import StorageManagementClient
 
-    return StorageManagementClient(
-        credential(), double.subscription_id, **client_kwargs(double, **overrides)
-    )
+    return mgmt_client(StorageManagementClient, double, **overrides)
 
 
 def log_analytics_client(double: AzureDouble, **overrides: Any) -> Any:
     from azure.mgmt.loganalytics import LogAnalyticsManagementClient
 
-    return LogAnalyticsManagementClient(
-        credential(), double.subscription_id, **client_kwargs(double, **overrides)
-    )
+    return mgmt_client(LogAnalyticsManagementClient, double, **overrides)

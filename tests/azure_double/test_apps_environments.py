@@ -16,7 +16,7 @@ from tests.azure_double.apps_testing import (
     error_of,
     prepare,
 )
-from tests.azure_double.sdk import client_kwargs, credential
+from tests.azure_double.sdk import mgmt_client
 from tests.azure_double.server import AzureDouble
 
 
@@ -116,12 +116,7 @@ def test_usages_count_environments_and_quota_exhaustion_refuses_creation(
 
 def test_an_unknown_api_version_gets_arms_error(double: AzureDouble):
     prepare(double)
-    old = ContainerAppsAPIClient(
-        credential(),
-        double.subscription_id,
-        api_version="2019-01-01",
-        **client_kwargs(double),
-    )
+    old = mgmt_client(ContainerAppsAPIClient, double, api_version="2019-01-01")
     with pytest.raises(HttpResponseError) as refused:
         list(old.managed_environments.list_by_resource_group(RESOURCE_GROUP))
 
