@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from azure.identity import DefaultAzureCredential
@@ -71,6 +72,19 @@ def storage_client(double: AzureDouble, **overrides: Any) -> Any:
     from azure.mgmt.storage import StorageManagementClient
 
     return mgmt_client(StorageManagementClient, double, **overrides)
+
+
+def create_share(double: AzureDouble, group: str, account: str, share: str, location: str) -> Path:
+    """A StorageV2 account with one file share, made through the real storage client; returns
+    the share's folder on the double."""
+    storage = storage_client(double)
+    storage.storage_accounts.begin_create(
+        group,
+        account,
+        {"location": location, "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
+    ).result()
+    storage.file_shares.create(group, account, share, {})
+    return double.share_root(account, share)
 
 
 def log_analytics_client(double: AzureDouble, **overrides: Any) -> Any:
