@@ -73,8 +73,8 @@ dist: setup
 	$(PY) -m build --no-isolation --outdir dist
 
 stop:
-	$(ACA) down --target local
+	$(ACA) down --target local --yes
 
 clean:
-	-$(ACA) down --target local --purge
+	-$(ACA) down --target local --purge --yes
 	rm -rf $(VENV) $(CHECKOV_VENV)

@@ -273,9 +273,15 @@ class ScoreParameters(_Strict):
     max_new_tokens: int | None = Field(default=None, ge=1)
 
 
+Conversation = Annotated[list[ChatMessage], Field(min_length=1)]
+
+
 class ScoreInput(_Strict):
+    # One conversation, a list of conversations (a dataset's `messages` column, as the Azure ML
+    # fine-tuning notebooks send it), or raw prompts.
     input_string: (
-        Annotated[list[ChatMessage], Field(min_length=1)]
+        Conversation
+        | Annotated[list[Conversation], Field(min_length=1, max_length=MAX_N)]
         | Annotated[list[str], Field(min_length=1, max_length=MAX_N)]
     )
     parameters: ScoreParameters = Field(default_factory=ScoreParameters)

@@ -6,6 +6,9 @@ clients such as LangChain's `AzureMLChatOnlineEndpoint` / `AzureMLOnlineEndpoint
 * `{"text": "..."}` — one user turn through the chat template → `{"output": "..."}`
 * `{"input_data": {"input_string": [{"role", "content"}, ...], "parameters": {...}}}` — a
   conversation through the chat template → `{"output": "..."}`
+* `{"input_data": {"input_string": [[{"role", "content"}, ...], ...], "parameters": {...}}}` —
+  a list of conversations, each through the chat template → `[{"0": "..."}, ...]`, one entry per
+  conversation, in order.
 * `{"input_data": {"input_string": ["prompt", ...], "parameters": {...}}}` — raw prompts (text
   generation, no template) → `[{"0": "..."}, ...]`, one entry per prompt.
 
@@ -44,8 +47,20 @@ class ScoreService:
             ]
             text = await self._chat(messages, parameters, request_id, "input_data.input_string")
             return ScoreOutput(output=text)
+        if all(isinstance(item, list) for item in inputs):
+            conversations = [
+                [message.as_template_message() for message in item]
+                for item in inputs
+                if isinstance(item, list)
+            ]
+            texts = await self._conversations(conversations, parameters, request_id)
+            return [{"0": text} for text in texts]
         prompts = [item for item in inputs if isinstance(item, str)]
-        texts = await self._prompts(prompts, parameters, request_id)
+        texts = await self._prompts(
+            [(prompt, f"input_data.input_string[{i}]") for i, prompt in enumerate(prompts)],
+            parameters,
+            request_id,
+        )
         return [{"0": text} for text in texts]
 
     def _choices(self, parameters: ScoreParameters) -> SamplingChoices:
@@ -73,14 +88,27 @@ class ScoreService:
         [result] = await gen.collect(gen.requests(request_id, prompt, ids, sampling, model, 1))
         return result.text
 
-    async def _prompts(
-        self, prompts: list[str], parameters: ScoreParameters, request_id: str
+    async def _conversations(
+        self,
+        conversations: list[list[dict[str, str]]],
+        parameters: ScoreParameters,
+        request_id: str,
     ) -> list[str]:
+        prompts = [
+            (await self.generation.render_chat(messages), f"input_data.input_string[{i}]")
+            for i, messages in enumerate(conversations)
+        ]
+        return await self._prompts(prompts, parameters, request_id)
+
+    async def _prompts(
+        self, prompts: list[tuple[str, str]], parameters: ScoreParameters, request_id: str
+    ) -> list[str]:
+        """Generates for every (prompt, its param name) together, answers in order."""
         gen = self.generation
         model = gen.default_model()
         requests: list[GenerationRequest] = []
-        for i, prompt in enumerate(prompts):
-            ids = await gen.tokenize_prompt(prompt, f"input_data.input_string[{i}]")
+        for i, (prompt, param) in enumerate(prompts):
+            ids = await gen.tokenize_prompt(prompt, param)
             sampling = gen.sampling(self._choices(parameters), len(ids))
             requests += gen.requests(f"{request_id}-p{i}", prompt, ids, sampling, model, 1)
         return [result.text for result in await gen.collect(requests)]

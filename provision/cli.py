@@ -246,6 +246,12 @@ def cli() -> None:
     """
 
 
+def operations(target: Any, command: str) -> Any:
+    from provision.day_two import operations as day_two
+
+    return day_two(target, command)
+
+
 def _target(state: Context, name: str) -> Any:
     from provision.targets import get_target
 
@@ -310,8 +316,11 @@ def _deploy_settings(
 
 def _deploy(state: Context, target: str, settings: Any) -> Any:
     from provision.deploy import deploy
+    from provision.deploy_record import record_deploy
 
-    return deploy(_target(state, target), settings, state.progress)
+    result = deploy(_target(state, target), settings, state.progress)
+    record_deploy(state.project_dir, target, "deploy", result.release, result.ready)
+    return result
 
 
 _azure_option_list = (
@@ -418,8 +427,10 @@ def up(state: Context, target: str, set_flags: tuple[str, ...], **options: Any) 
 def rollback(state: Context, target: str, ready_timeout: float, to: str | None) -> None:
     """Roll out an earlier release beside the running one; it takes over once ready."""
     from provision.deploy import rollback as roll_back
+    from provision.deploy_record import record_deploy
 
     result = roll_back(_target(state, target), ready_timeout, state.progress, to)
+    record_deploy(state.project_dir, target, "rollback", result.release, result.ready)
     _show(state, result, target)
 
 
@@ -489,49 +500,120 @@ def upload_model(
 @cli.command()
 @target_option
 @click.option("--purge", is_flag=True, help="Also delete the model files on the local share.")
-@examples("aca-infer down", "aca-infer down --target local --purge")
+@click.option(
+    "--yes", "-y", is_flag=True, help="Delete without asking (needed without a terminal)."
+)
+@examples("aca-infer down", "aca-infer down --target local --purge --yes")
 @pass_state
-def down(state: Context, target: str, purge: bool) -> None:
-    """Stop the replica and remove what provision created."""
+def down(state: Context, target: str, purge: bool, yes: bool) -> None:
+    """Show what will be deleted and kept, ask, then stop the replica and delete it."""
+    import sys
+
+    from provision.errors import InputError
+    from provision.render import text
+    from provision.targets import DayTwoOperations
+
+    chosen = _target(state, target)
+    planner = chosen if isinstance(chosen, DayTwoOperations) else None
+    if planner is None:  # the target says itself what it cannot do
+        _show(state, chosen.down(purge, state.progress), target)
+        return
+    plan = planner.plan_down(purge)
+    if plan.delete and not yes and not sys.stdin.isatty():
+        raise InputError(
+            "down: no terminal to confirm on; rerun with --yes to delete what "
+            "`aca-infer down` lists"
+        )
+    if plan.delete:
+        click.echo(text(plan, target), err=True)  # whole lines: paths are never wrapped
+    if plan.delete and not yes and not click.confirm("Delete these?", default=False, err=True):
+        click.echo("Nothing was deleted.", err=True)
+        return
     from provision.project import forget_target
 
-    result = _target(state, target).down(purge, state.progress)
+    result = chosen.down(purge, state.progress)
     forget_target(state.project_dir, target)
     _show(state, result, target)
 
 
 @cli.command()
 @target_option
-@click.option("--message", "-m", required=True, help="The user message to send.")
-@click.option("--system", default=None, help="An optional system prompt.")
+@click.option("--message", "-m", default=None, help="The user message to send.")
+@click.option(
+    "--request-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A JSON body to send instead: an OpenAI chat body (to /v1/chat/completions) or an "
+    'Azure ML body ({"text": ...} or {"input_data": ...}, to /score); one answer per '
+    "conversation.",
+)
+@click.option("--system", default=None, help="An optional system prompt (with --message).")
 @click.option("--model", default=None, help="Base model or adapter id (see /v1/models).")
-@click.option("--max-tokens", type=int, default=64, show_default=True)
+@click.option("--max-tokens", type=int, default=None, help="[default: 64] (with --message)")
 @click.option("--temperature", type=float, default=None, help="0 for greedy decoding.")
+@click.option("--stream", is_flag=True, help="Print the tokens as they arrive.")
+@click.option(
+    "--wait-timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for a replica of a scaled-to-zero endpoint to start.",
+)
 @examples(
     'aca-infer invoke --message "Hello! Who are you?"',
     'aca-infer invoke -m "Summarise LoRA in one line" --model qlora --temperature 0',
+    "aca-infer invoke --request-file conversations.json",
 )
 @pass_state
 def invoke(
     state: Context,
     target: str,
-    message: str,
+    message: str | None,
+    request_file: Path | None,
     system: str | None,
     model: str | None,
-    max_tokens: int,
+    max_tokens: int | None,
     temperature: float | None,
+    stream: bool,
+    wait_timeout: float,
 ) -> None:
-    """Send a chat completion to the endpoint (with the API key) and print the answer."""
-    from provision.client import InvokeSettings
-    from provision.client import invoke as send
+    """Send a chat completion or an Azure ML body to the endpoint (with the API key)."""
+    from provision.invoke import InvokeSettings
+    from provision.invoke import invoke as send
+    from provision.request_body import chat_request, file_request
 
-    settings = InvokeSettings(message, system, model, max_tokens, temperature)
-    result = send(_target(state, target), settings)
-    state.progress(
-        f"model {result.model}, {result.usage.get('completion_tokens', '?')} tokens, "
-        f"finish_reason {result.finish_reason}"
-    )
-    _show(state, result, target)
+    if (message is None) == (request_file is None):
+        raise click.UsageError("give either --message or --request-file")
+    if request_file is not None:
+        given = [name for name, value in _message_only(system, max_tokens, temperature) if value]
+        if given:
+            raise click.UsageError(f"{given[0]} goes with --message; put it in the request file")
+        request = file_request(request_file, model, stream)
+    else:
+        request = chat_request(message or "", system, model, max_tokens or 64, temperature, stream)
+    settings = InvokeSettings(request, wait_timeout=wait_timeout)
+    printing = stream and state.output == "text"
+    on_token = (lambda token: click.echo(token, nl=False)) if printing else (lambda token: None)
+    result = send(_target(state, target), settings, state.progress, on_token)
+    if result.model:
+        state.progress(
+            f"model {result.model}, {result.usage.get('completion_tokens', '?')} tokens, "
+            f"finish_reason {result.finish_reason}"
+        )
+    if printing:
+        click.echo()
+    else:
+        _show(state, result, target)
+
+
+def _message_only(
+    system: str | None, max_tokens: int | None, temperature: float | None
+) -> list[tuple[str, bool]]:
+    return [
+        ("--system", system is not None),
+        ("--max-tokens", max_tokens is not None),
+        ("--temperature", temperature is not None),
+    ]
 
 
 @cli.command()
@@ -539,22 +621,75 @@ def invoke(
 @examples("aca-infer status", "aca-infer status --target local --output json")
 @pass_state
 def status(state: Context, target: str) -> None:
-    """Show the endpoint, the replica's state and the live release."""
+    """Show the endpoint, app and replica state, readiness, live release and last deploy."""
     from provision.client import status as read_status
 
-    _show(state, read_status(_target(state, target)), target)
+    _show(state, read_status(_target(state, target), state.project_dir), target)
 
 
 @cli.command()
 @target_option
-@click.option("--lines", "-n", type=click.IntRange(min=1), default=40, show_default=True)
-@examples("aca-infer logs", "aca-infer logs --target local -n 100")
+@click.option(
+    "--tail",
+    "--lines",
+    "-n",
+    "tail",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The last N lines [default: 40, or all with --since].",
+)
+@click.option(
+    "--since", default=None, metavar="DURATION", help="Only lines this recent: 90s, 15m, 2h, 1d."
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.option(
+    "--system", is_flag=True, help="The target's own events (replica starts, stops, take-overs)."
+)
+@examples("aca-infer logs", "aca-infer logs --target local --tail 100 --since 15m")
 @pass_state
-def logs(state: Context, target: str, lines: int) -> None:
-    """Print the replica's latest log lines."""
-    from provision.client import logs as read_logs
+def logs(
+    state: Context, target: str, tail: int | None, since: str | None, follow: bool, system: bool
+) -> None:
+    """Print the replica's log lines (or the target's events with --system)."""
+    from provision.client import log_lines
+    from provision.log_filter import parse_duration
+    from provision.targets import LogQuery, LogsResult
 
-    _show(state, read_logs(_target(state, target), lines), target)
+    recent = parse_duration(since) if since is not None else None
+    query = LogQuery(
+        tail=tail if tail is not None or recent is not None else 40,
+        since=recent,
+        follow=follow,
+        system=system,
+    )
+    lines = log_lines(operations(_target(state, target), "logs"), query)
+    if follow:
+        for line in lines:  # as they come; Ctrl-C ends it (exit 130)
+            click.echo(line)
+        return
+    _show(state, LogsResult(target=target, lines=list(lines)), target)
+
+
+@cli.command()
+@target_option
+@examples("aca-infer stop", "aca-infer stop --target local")
+@pass_state
+def stop(state: Context, target: str) -> None:
+    """Scale the app to zero: no replica runs (nothing billed), nothing is deleted."""
+    _show(
+        state, operations(_target(state, target), "stop").scale(False, 0.0, state.progress), target
+    )
+
+
+@cli.command()
+@target_option
+@timeout_option
+@examples("aca-infer start", "aca-infer start --target local --ready-timeout 120")
+@pass_state
+def start(state: Context, target: str, ready_timeout: float) -> None:
+    """Scale the app back from zero and wait until it is ready."""
+    started = operations(_target(state, target), "start").scale(True, ready_timeout, state.progress)
+    _show(state, started, target)
 
 
 @cli.group()
@@ -570,6 +705,41 @@ def keys() -> None:
 def keys_show(state: Context, target: str) -> None:
     """Print the primary and secondary API keys (secrets: keep them out of logs)."""
     _show(state, _target(state, target).keys(), target)
+
+
+@cli.command()
+@target_option
+@click.option(
+    "--azure", is_flag=True, help="Also check Azure (Bicep, sign-in, providers) before provision."
+)
+@examples("aca-infer doctor", "aca-infer doctor --azure --output json")
+@pass_state
+def doctor(state: Context, target: str, azure: bool) -> None:
+    """Check every prerequisite: each ✓ or ✗ with the fix; exit 0 only when all pass."""
+    from provision.doctor import doctor as run_checks
+    from provision.errors import PrerequisiteError
+
+    result = run_checks(_target(state, target), state.project_dir, azure)
+    _show(state, result, target)
+    if not result.ok:
+        failed = sum(not check.ok for check in result.checks)
+        click.echo(f"{failed} check(s) failed", err=True)
+        click.get_current_context().exit(PrerequisiteError.exit_code)
+
+
+@keys.command("rotate")
+@target_option
+@click.option("--primary", "which", flag_value="primary", help="Replace the primary key.")
+@click.option("--secondary", "which", flag_value="secondary", help="Replace the secondary key.")
+@timeout_option
+@examples("aca-infer keys rotate --primary", "aca-infer keys rotate --secondary --target local")
+@pass_state
+def keys_rotate(state: Context, target: str, which: str | None, ready_timeout: float) -> None:
+    """Replace one API key with a new one (printed only by `keys show`)."""
+    if which is None:
+        raise click.UsageError("say which key to replace: --primary or --secondary")
+    chosen = operations(_target(state, target), "keys rotate")
+    _show(state, chosen.rotate_key(which, ready_timeout, state.progress), target)
 
 
 @cli.command()

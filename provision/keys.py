@@ -10,5 +10,12 @@ PRIMARY = "api-key-primary"
 SECONDARY = "api-key-secondary"
 
 
+KEY_NAMES = {"primary": PRIMARY, "secondary": SECONDARY}
+
+
+def generate_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def generate_keys() -> ApiKeys:
-    return ApiKeys(primary=secrets.token_urlsafe(32), secondary=secrets.token_urlsafe(32))
+    return ApiKeys(primary=generate_key(), secondary=generate_key())

@@ -8,12 +8,24 @@ from typing import Any
 
 import click
 
-from provision.client import InvokeResult, StatusResult
+from provision.client import StatusResult
 from provision.demo_model import BASE_MODEL_RELPATH, DemoModel, summary_lines
 from provision.deploy import DeployResult, ReleasesResult, RollbackResult
+from provision.doctor import DoctorResult
+from provision.invoke import InvokeResult
 from provision.model_upload import UploadModelResult
 from provision.project_init import InitResult
-from provision.targets import ApiKeys, DownResult, LogsResult, ProvisionPlan, ProvisionResult
+from provision.targets import (
+    ApiKeys,
+    DownPlan,
+    DownResult,
+    LogsResult,
+    ProvisionPlan,
+    ProvisionResult,
+    RotateResult,
+    ScaleResult,
+    TargetDescription,
+)
 
 
 def _plain(value: Any) -> Any:
@@ -42,7 +54,7 @@ def _next_steps(target: str, endpoint: str, ui_url: str) -> list[str]:
         f"Endpoint: {endpoint}/v1  (OpenAI-compatible; Azure ML format at {endpoint}/score)",
         f"UI:       {ui_url}",
         f"API key:  aca-infer keys show --target {target}",
-        f"Stop:     aca-infer down --target {target}",
+        f"Stop:     aca-infer stop --target {target}  (scale to zero; `down` deletes)",
     ]
 
 
@@ -106,18 +118,33 @@ def text(result: Any, target: str) -> str:
         lines += [f"Kept {path} (--purge removes it)" for path in result.kept]
         return "\n".join(lines)
     if isinstance(result, InvokeResult):
-        return result.answer
+        if len(result.answers) == 1:
+            return result.answers[0]
+        return "\n".join(f"[{i}] {answer}" for i, answer in enumerate(result.answers, 1))
     if isinstance(result, StatusResult):
-        state = "ready" if result.ready else f"not ready ({result.reason})"
+        return _status_text(result, target)
+    if isinstance(result, DownPlan):
+        if not result.delete:
+            return f"Nothing of the {result.target} target to delete."
         return "\n".join(
-            [
-                f"Target:   {result.target}",
-                f"Replica:  {'running' if result.running else 'stopped'}, {state}",
-                f"Release:  {result.release or '-'} (previous {result.previous_release or '-'})",
-                *_next_steps(target, result.endpoint, result.ui_url),
-                *_pending_lines(result.restart_pending, target),
-            ]
+            ["Will delete:"]
+            + [f"  {item.what}  ({item.why})" for item in result.delete]
+            + (["Will keep:"] + [f"  {item.what}  ({item.why})" for item in result.keep])
+            * bool(result.keep)
         )
+    if isinstance(result, DoctorResult):
+        return "\n".join(
+            f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}"
+            + (f"\n    fix: {check.fix}" if check.fix else "")
+            for check in result.checks
+        )
+    if isinstance(result, RotateResult):
+        return (
+            f"Rotated the {result.rotated} key ({result.how}); the other key is unchanged. "
+            f"The new key: aca-infer keys show --target {result.target}"
+        )
+    if isinstance(result, ScaleResult):
+        return _scale_text(result)
     if isinstance(result, LogsResult):
         return "\n".join(result.lines)
     if isinstance(result, InitResult):
@@ -141,6 +168,61 @@ def text(result: Any, target: str) -> str:
     if isinstance(result, dict):
         return "\n\n".join(text(part, target) for part in result.values())
     raise TypeError(f"no text form for {type(result).__name__}")
+
+
+def _app_lines(app: TargetDescription | None) -> list[str]:
+    if app is None:
+        return []
+    facts = [f"{app.replica_count} replica(s)"]
+    if app.replica_state:
+        facts.append(app.replica_state)
+    if app.pid is not None:
+        facts.append(f"pid {app.pid}, port {app.port}")
+    if app.min_replicas is not None:
+        facts.append(f"min {app.min_replicas}, max {app.max_replicas}")
+    lines = [f"App:      {app.app_state}; {', '.join(facts)}"]
+    if app.workload_profile:
+        lines.append(f"Profile:  {app.workload_profile} ({app.workload_profile_type or '-'})")
+    if app.revision:
+        lines.append(f"Revision: {app.revision}")
+    return lines
+
+
+def _status_text(result: StatusResult, target: str) -> str:
+    state = "ready" if result.ready else f"not ready ({result.reason})"
+    deployed = result.last_deploy
+    last = (
+        f"{deployed.get('action')} of {deployed.get('release')} at {deployed.get('at')} "
+        f"({'ready' if deployed.get('ready') else 'not ready'})"
+        if deployed
+        else "-"
+    )
+    instance = f", instance {result.instance_id}" if result.instance_id else ""
+    return "\n".join(
+        [
+            f"Target:   {result.target}",
+            *_app_lines(result.app),
+            f"Replica:  {'running' if result.running else 'stopped'}, {state}",
+            f"Release:  {result.release or '-'} (previous {result.previous_release or '-'})"
+            f"{instance}",
+            f"Deployed: {last}",
+            *_next_steps(target, result.endpoint, result.ui_url),
+            *_pending_lines(result.restart_pending, target),
+        ]
+    )
+
+
+def _scale_text(result: ScaleResult) -> str:
+    if result.action == "stopped":
+        if not result.changed:
+            return "The app was already scaled to zero; nothing runs."
+        return (
+            "Scaled to zero: no replica runs (nothing is billed); everything is kept. "
+            f"Start again: aca-infer start --target {result.target}"
+        )
+    if not result.changed:
+        return f"The app already runs; ready at {result.endpoint}"
+    return f"Started: a replica runs and is ready at {result.endpoint}"
 
 
 def _plan_text(plan: ProvisionPlan) -> str:

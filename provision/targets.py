@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from provision.share import Share
 from provision.wheelhouse import ImagePlatform
@@ -95,6 +96,77 @@ class LogsResult:
     lines: list[str]
 
 
+@dataclass(frozen=True)
+class TargetDescription:
+    """What the platform reports about the app, for `aca-infer status` (`Target.describe()`).
+
+    The local target fills `app_state` ("running" or "stopped"), `replica_count` (0 or 1), `pid`
+    and `port`. The Azure target fills `app_state` from the container app's running status
+    ("Running", "Stopped"), `workload_profile` and `workload_profile_type` (e.g. "NC24-A100"),
+    `min_replicas`/`max_replicas` from its scale rule, `revision` (the latest ready revision),
+    `replica_count` (that revision's replicas; 0 when scaled to zero) and `replica_state`.
+    """
+
+    app_state: str
+    replica_count: int
+    replica_state: str | None = None
+    workload_profile: str | None = None
+    workload_profile_type: str | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    revision: str | None = None
+    pid: int | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Which log lines `aca-infer logs` wants (`Target.log_lines()`)."""
+
+    tail: int | None = 40  # the last N lines (None: all within `since`)
+    since: timedelta | None = None  # only lines this recent
+    follow: bool = False  # then keep printing new lines until interrupted
+    system: bool = False  # the target's own events instead of the replica's console
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    """`aca-infer stop|start`: the app scaled to zero (nothing deleted) or back."""
+
+    target: str
+    action: str  # "stopped" | "started"
+    changed: bool  # False when it already was in that state
+    endpoint: str
+    ready: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    what: str  # a path, or a resource id on Azure
+    why: str
+
+
+@dataclass(frozen=True)
+class DownPlan:
+    """What `aca-infer down` will delete and keep, each with why; shown before asking."""
+
+    target: str
+    delete: list[PlannedItem]
+    keep: list[PlannedItem]
+
+
+@dataclass(frozen=True)
+class RotateResult:
+    """`aca-infer keys rotate`: which key was replaced (never its value) and how the replica
+    took it over."""
+
+    target: str
+    rotated: str  # "primary" | "secondary"
+    restarted: bool  # the replica restarted to honour the new key
+    ready: bool
+    how: str  # how the running replica took the key over, in words
+
+
 class Replica(Protocol):
     """The process (local) or revision (Azure) serving the endpoint. Every start is pinned to a
     release (`ACA_INFER_RELEASE` in its environment; the bootstrap reads it before `current`)."""
@@ -159,6 +231,41 @@ class Target(Protocol):
         """Raise an AcaInferError when a deploy cannot work (not provisioned, model missing)."""
 
     def down(self, purge: bool, progress: Progress) -> DownResult: ...
+
+
+@runtime_checkable
+class DayTwoOperations(Protocol):
+    """What a target offers beyond provision and deploy: `status` (describe), `logs`,
+    `stop`/`start` (scale), `keys rotate` and `down`'s plan. A target without them answers those
+    commands with exit 3 (see `provision.day_two.operations`)."""
+
+    def rotate_key(self, which: str, ready_timeout: float, progress: Progress) -> RotateResult:
+        """Replace the `which` ("primary"/"secondary") key with a new one; the other keeps
+        working, the old one is refused once the replica honours the new one. Azure: update
+        the app's secret and roll out a new revision (a secret change alone restarts nothing),
+        served only once ready."""
+
+    def plan_down(self, purge: bool) -> DownPlan:
+        """What `down(purge)` would delete and keep, and why, changing nothing. Azure: only the
+        resources tagged as created by provision are deleted; everything else in the resource
+        group (the fine-tuning run's environment, storage account, share, workspace) is kept."""
+
+    def describe(self) -> TargetDescription:
+        """The app's state as the platform reports it (see TargetDescription for who fills
+        what). Azure: the container app and its latest ready revision's replicas
+        (azure-mgmt-appcontainers)."""
+
+    def log_lines(self, query: LogQuery) -> Iterator[str]:
+        """The replica's console lines (or with `query.system`, the target's own events: starts,
+        stops, take-overs; on Azure the system log stream: image pull, probe failures, scale),
+        newest last; with `query.follow` keeps yielding new lines until interrupted. Azure:
+        the Container Apps log stream; `since` queries Log Analytics."""
+
+    def scale(self, running: bool, ready_timeout: float, progress: Progress) -> ScaleResult:
+        """`running=False`: scale to zero keeping everything (locally: stop the replica process);
+        True: back to the configured minimum (locally: start the replica on the live release
+        and wait until ready). Azure: minReplicas 0 via a new revision, or the app's stop/start
+        operations."""
 
 
 TARGET_NAMES = ("local", "azure")

@@ -35,6 +35,7 @@ import httpx
 
 from provision.errors import OperationError
 from provision.fsutil import write_json_atomic
+from provision.local.events import record_event
 from provision.local.front_proxy import CONTROL_PATH, TOKEN_HEADER
 from provision.processes import pid_alive
 from provision.readiness import wait_until_ready
@@ -197,6 +198,7 @@ class LocalReplica:
             return False
         _kill_group(record.pid)
         (self.state_dir / record.log_file).unlink(missing_ok=True)
+        record_event(self.state_dir, f"replica stopped: pid {record.pid}, release {record.release}")
         return True
 
     def stop(self) -> bool:
@@ -241,6 +243,11 @@ class LocalReplica:
             log_file=log_name,
         )
         write_json_atomic(self.candidate_file, asdict(record))
+        record_event(
+            self.state_dir,
+            f"replica started: pid {process.pid}, release {release}, port {self.launch.port}, "
+            f"instance {instance_id}",
+        )
         return record
 
     def _promote(self, record: ReplicaRecord) -> None:
@@ -356,6 +363,11 @@ class LocalReplica:
         self._drain(front, old.private_port, progress)
         _kill_group(old.pid)
         (self.state_dir / old.log_file).unlink(missing_ok=True)
+        record_event(
+            self.state_dir,
+            f"replica took over: pid {new.pid} (release {release}) replaced pid {old.pid} "
+            f"(release {old.release})",
+        )
         return ReadyState(True)
 
     def _gone_reason(self) -> str | None:
@@ -375,15 +387,19 @@ class LocalReplica:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def logs(self, lines: int = 40) -> str:
-        # The live replica's log; after a crash its record is gone, so the newest log.
+    def log_path(self) -> Path | None:
+        """The live replica's log; after a crash its record is gone, so the newest log."""
         record: ReplicaRecord | None = None
         with contextlib.suppress(OSError, ValueError, TypeError):
             record = ReplicaRecord(**json.loads(self.record_file.read_text()))
         if record is not None:
-            return self._log_tail(record.log_file, lines)
+            return self.state_dir / record.log_file
         logs = sorted(self.state_dir.glob("replica*.log"), key=lambda p: p.stat().st_mtime)
-        return self._log_tail(logs[-1].name, lines) if logs else ""
+        return logs[-1] if logs else None
+
+    def logs(self, lines: int = 40) -> str:
+        path = self.log_path()
+        return self._log_tail(path.name, lines) if path else ""
 
 
 def _read_current(share_dir: Path) -> str | None:

@@ -5,14 +5,15 @@ keeps it, `down --purge` removes it)."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from provision.errors import InputError, PrerequisiteError
+from provision.errors import InputError, NotReadyError, PrerequisiteError
 from provision.fsutil import read_json, write_json_atomic
-from provision.keys import PRIMARY, SECONDARY, generate_keys
+from provision.keys import KEY_NAMES, PRIMARY, SECONDARY, generate_key, generate_keys
+from provision.local.events import EVENTS_FILE
 from provision.local.replica import (
     LocalReplica,
     ReplicaLaunch,
@@ -23,14 +24,23 @@ from provision.local.replica import (
     read_record,
 )
 from provision.local.share import LocalShare
+from provision.log_filter import follow, read_lines, select
 from provision.parameters import resolve_parameters, template_declarations
+from provision.release import CURRENT
+from provision.share import read_text_or_none
 from provision.target_state import TargetState, state_dir
 from provision.targets import (
     ApiKeys,
+    DownPlan,
     DownResult,
+    LogQuery,
+    PlannedItem,
     Progress,
     ProvisionResult,
     ProvisionSettings,
+    RotateResult,
+    ScaleResult,
+    TargetDescription,
 )
 from provision.template_params import ParamDeclaration
 from provision.wheelhouse import ImagePlatform
@@ -234,30 +244,137 @@ class LocalTarget:
                 "aca-infer provision --target local --set localPort=0"
             )
 
-    def down(self, purge: bool, progress: Progress) -> DownResult:
-        stopped = self.replica.stop() if self.config_path.is_file() else False
-        if stopped:
-            progress("stopped the replica")
+    def rotate_key(self, which: str, ready_timeout: float, progress: Progress) -> RotateResult:
+        self.keys()  # not provisioned: says what to run
+        stored = read_json(self.secrets_path)
+        live = self.replica.record()
+        if live is not None:
+            self.check_deployable()  # the take-over must be able to work before the key changes
+        write_json_atomic(
+            self.secrets_path, {**stored, KEY_NAMES[which]: generate_key()}, mode=0o600
+        )
+        progress(f"wrote a new {which} key to {self.secrets_path}")
+        if live is None:
+            return RotateResult(
+                self.name, which, False, False, "no replica runs: the next start uses it"
+            )
+        # A replica reads its keys from its environment: start one with the new key beside the
+        # running one; the front proxy routes to it once ready, so no request fails.
+        self.__dict__.pop("replica", None)
+        state = self.replica.roll_out(live.release or "", ready_timeout, progress)
+        if not state.ready:
+            raise NotReadyError(
+                f"a replica with the new {which} key did not become ready ({state.reason}); the "
+                "running replica keeps serving with the old key, and the new key is stored: "
+                f"retry with aca-infer keys rotate --{which}"
+            )
+        return RotateResult(
+            self.name,
+            which,
+            True,
+            True,
+            "a replica with the new key took over without dropping requests",
+        )
+
+    def _down_items(self, purge: bool) -> tuple[list[Path], list[Path]]:
+        """(to delete, to keep): everything under the state dir but the model files and the
+        values given for the target, which only --purge deletes."""
         areas = [] if purge else [a for a in MODEL_AREAS if (self.share_dir / a).exists()]
         kept = [self.share_dir / area for area in areas]
         if not purge and self.values.path.is_file():
             kept.append(self.values.path)  # values given for the target outlive `down`, as in azd
-        removed: list[str] = []
+        delete: list[Path] = []
         if self.state_dir.exists():
             for entry in sorted(self.state_dir.iterdir()):
                 if entry in kept:
                     continue
                 if entry == self.share_dir and areas:
-                    for item in sorted(entry.iterdir()):
-                        if item not in kept:
-                            _remove(item)
-                            removed.append(str(item))
+                    delete += [item for item in sorted(entry.iterdir()) if item not in kept]
                     continue
-                _remove(entry)
-                removed.append(str(entry))
+                delete.append(entry)
+        return delete, kept
+
+    def plan_down(self, purge: bool) -> DownPlan:
+        delete, kept = self._down_items(purge)
+        record = read_record(self.state_dir)
+        planned = [PlannedItem(str(path), _why_deleted(path, self)) for path in delete]
+        if record is not None:
+            planned.insert(0, PlannedItem(f"the replica process (pid {record.pid})", "it runs"))
+        keep = [
+            PlannedItem(
+                str(path),
+                "values given with --set (--purge deletes them)"
+                if path == self.values.path
+                else "model files you put on the share (--purge deletes them)",
+            )
+            for path in kept
+        ]
+        return DownPlan(self.name, planned, keep)
+
+    def down(self, purge: bool, progress: Progress) -> DownResult:
+        stopped = self.replica.stop() if self.config_path.is_file() else False
+        if stopped:
+            progress("stopped the replica")
+        delete, kept = self._down_items(purge)
+        for path in delete:
+            _remove(path)
         return DownResult(
-            target=self.name, stopped=stopped, removed=removed, kept=[str(p) for p in kept]
+            target=self.name,
+            stopped=stopped,
+            removed=[str(p) for p in delete],
+            kept=[str(p) for p in kept],
         )
+
+    # -- day-two operations ---------------------------------------------------------------
+
+    def describe(self) -> TargetDescription:
+        record = read_record(self.state_dir)
+        if record is None:
+            return TargetDescription(app_state="stopped", replica_count=0)
+        return TargetDescription(
+            app_state="running", replica_count=1, pid=record.pid, port=record.port
+        )
+
+    def log_lines(self, query: LogQuery) -> Generator[str, None, None]:
+        self._config()  # not provisioned: say what to run rather than print nothing
+        path = self.state_dir / EVENTS_FILE if query.system else self.replica.log_path()
+        if path is None:
+            return
+        lines, offset = read_lines(path)
+        yield from select(lines, query.tail, query.since)
+        if query.follow:
+            yield from follow(path, offset)
+
+    def scale(self, running: bool, ready_timeout: float, progress: Progress) -> ScaleResult:
+        replica = self.replica
+        endpoint = self.endpoint()
+        if not running:
+            stopped = replica.stop()
+            return ScaleResult(self.name, "stopped", stopped, endpoint)
+        record = replica.record()
+        if record is not None:
+            return ScaleResult(self.name, "started", False, record.endpoint, ready=True)
+        if read_text_or_none(self.share, CURRENT) is None:
+            raise PrerequisiteError(
+                "nothing is deployed on the local target yet; run: aca-infer deploy --target local"
+            )
+        self.check_deployable()
+        replica.restart()
+        progress("started the replica; waiting until it is ready")
+        state = replica.wait_ready(ready_timeout, progress)
+        if not state.ready:
+            raise NotReadyError(f"the replica did not become ready: {state.reason}")
+        return ScaleResult(self.name, "started", True, replica.launch.endpoint, ready=True)
+
+
+def _why_deleted(path: Path, target: LocalTarget) -> str:
+    if path == target.secrets_path:
+        return "the API keys provision generated"
+    if path == target.config_path:
+        return "the config provision wrote"
+    if path.parent == target.share_dir or path == target.share_dir:
+        return "the share's app area and releases deploy wrote"
+    return "state of the local target (replica record, logs, runtime)"
 
 
 def _runtime_settings(config: Mapping[str, Any]) -> dict[str, Any]:

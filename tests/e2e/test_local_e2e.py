@@ -48,7 +48,7 @@ def cli(tmp_path: Path, demo_model: DemoModel) -> Iterator[Cli]:
     shutil.copytree(demo_model.share_dir, tmp_path / ".aca-infer/local/share")
     cli = Cli(tmp_path)
     yield cli
-    cli.run("down", "--purge")
+    cli.run("down", "--purge", "--yes")
 
 
 def test_provision_deploy_request_redeploy_down(cli: Cli) -> None:
@@ -83,7 +83,21 @@ def test_provision_deploy_request_redeploy_down(cli: Cli) -> None:
     assert answer.stdout.strip()
     assert "model qlora," in answer.stderr  # the fine-tuned adapter answers by default
     base = cli.json("invoke", *greedy, "--model", model_ids[0])
-    assert base["model"] == model_ids[0] and base["answer"] != answer.stdout.strip()
+    assert base["model"] == model_ids[0] and base["answers"] != [answer.stdout.strip()]
+    # An Azure ML body holding a list of conversations: one answer each, from the real /score.
+    conversations = [
+        [{"role": "user", "content": "Hello!"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Who are you?"}],
+    ]
+    score_body = {
+        "input_data": {"input_string": conversations, "parameters": {"max_new_tokens": 4}}
+    }
+    request_file = cli.project / "score-request.json"
+    request_file.write_text(json.dumps(score_body))
+    scored = cli.json("invoke", "--request-file", str(request_file))
+    assert scored["route"] == "/score" and len(scored["answers"]) == 2
+    posted = httpx.post(f"{endpoint}/score", json=score_body, headers={"api-key": keys["primary"]})
+    assert posted.status_code == 200 and len(posted.json()) == 2
     # The server's refusals are bad input (2), with its message.
     for bad in (("--model", "no-such-model"), ("--temperature", "-1")):
         refused = cli.run("invoke", "-m", "hi", *bad)
@@ -95,7 +109,7 @@ def test_provision_deploy_request_redeploy_down(cli: Cli) -> None:
 
     record = json.loads((cli.project / ".aca-infer/local/replica.json").read_text())
     pid = int(record["pid"])
-    assert cli.run("down").returncode == 0
+    assert cli.run("down", "--yes").returncode == 0
     assert not pid_alive(pid)
     assert not (cli.project / ".aca-infer/local/secrets.json").exists()
     assert (cli.project / ".aca-infer/local/share" / DEMO_MODEL_PATH / "config.json").is_file()

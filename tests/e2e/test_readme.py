@@ -127,7 +127,7 @@ def project(tmp_path: Path, demo_model: DemoModel) -> Iterator[Project]:
     (tmp_path / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     project = Project(tmp_path, free_port())
     yield project
-    project.bash(f"{BRING_BACK.replace(' up ', ' down ')} --purge")
+    project.bash(f"{BRING_BACK.replace(' up ', ' down ')} --purge --yes")
 
 
 def test_the_readme_works_as_written(project: Project) -> None:

@@ -448,6 +448,28 @@ def test_score_text_messages_and_strings(fake_server: StartServer) -> None:
     assert server.engine.received[-1].prompt == "second"
 
 
+def test_score_answers_a_list_of_conversations_one_entry_each(fake_server: StartServer) -> None:
+    server = fake_server()
+    conversations = [
+        [{"role": "user", "content": "first"}],
+        [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "second"},
+        ],
+    ]
+    response = post(
+        server,
+        "/score",
+        {"input_data": {"input_string": conversations, "parameters": {"max_new_tokens": 1}}},
+    )
+    assert response.status_code == 200
+    assert response.json() == [{"0": "tuned-0 "}, {"0": "tuned-0 "}]
+    # Each conversation went through the chat template, not as a raw string.
+    prompts = [request.prompt for request in server.engine.received[-2:]]
+    assert "first" in prompts[0] and "second" in prompts[1] and "be brief" in prompts[1]
+    assert prompts[0] != "first"
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
@@ -458,6 +480,7 @@ def test_score_text_messages_and_strings(fake_server: StartServer) -> None:
             "input_data.parameters.beam",
         ),
         ({"input_data": {"input_string": []}}, None),
+        ({"input_data": {"input_string": [[]]}}, None),
     ],
 )
 def test_score_bad_bodies_are_400(fake_server: StartServer, body: dict, param: str | None) -> None:

@@ -34,7 +34,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (tmp_path / "docs/deep").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "docs/deep")
     yield tmp_path
-    invoke("--project-dir", str(tmp_path), "down", "--target", "local", "--purge")
+    invoke("--project-dir", str(tmp_path), "down", "--target", "local", "--purge", "--yes")
 
 
 def _provision_local(project: Path) -> dict:
@@ -87,7 +87,7 @@ def test_target_defaults_to_the_one_this_project_last_provisioned(project: Path)
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["target"] == "local"
 
-    down = invoke("down")
+    down = invoke("down", "--yes")
     assert down.exit_code == 0, down.output
     # After `down` the project has no target any more: the default is azure again.
     assert not (project / ".aca-infer/last-target").exists()

@@ -162,4 +162,4 @@ def test_provision_says_once_that_the_ai_toolkit_template_is_not_used(
         notes = [line for line in result.stderr.splitlines() if "AI Toolkit's template" in line]
         assert len(notes) == 1 and "aca-infer init --eject" in notes[0]
     finally:
-        runner.invoke(cli, [*base, "down", "--target", "local", "--purge"])
+        runner.invoke(cli, [*base, "down", "--target", "local", "--purge", "--yes"])

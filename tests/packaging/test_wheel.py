@@ -94,7 +94,7 @@ def ai_toolkit_project(tmp_path: Path) -> Path:
 def shell(installed: Installed, ai_toolkit_project: Path) -> Iterator[UserShell]:
     shell = UserShell(installed, ai_toolkit_project)
     yield shell
-    shell.run("down", "--target", "local", "--purge")
+    shell.run("down", "--target", "local", "--purge", "--yes")
 
 
 def test_wheel_carries_the_server_the_templates_and_the_bootstrap(dist: Dist) -> None:
@@ -198,7 +198,7 @@ def test_local_flow_with_the_packaged_demo_model(shell: UserShell) -> None:
     assert answer.status_code == 200
     assert answer.json()["choices"][0]["message"]["content"]
 
-    down = shell.json("down", "--target", "local", "--output", "json")
+    down = shell.json("down", "--target", "local", "--yes", "--output", "json")
     assert down["stopped"]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{endpoint}/health")

@@ -3,7 +3,7 @@ restarts and answers readiness from a rule, so deploy logic is tested without pr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,12 +13,17 @@ from provision.release import CURRENT
 from provision.share import read_text_or_none
 from provision.targets import (
     ApiKeys,
+    DownPlan,
     DownResult,
+    LogQuery,
     Progress,
     ProvisionResult,
     ProvisionSettings,
     ReadyState,
     ReplicaIdentity,
+    RotateResult,
+    ScaleResult,
+    TargetDescription,
 )
 from provision.wheelhouse import ImagePlatform
 
@@ -111,4 +116,20 @@ class FakeTarget:
         return None
 
     def down(self, purge: bool, progress: Progress) -> DownResult:
+        raise AssertionError("not used")
+
+    def describe(self) -> TargetDescription:
+        running = self._replica.running
+        return TargetDescription(app_state="running" if running else "stopped", replica_count=1)
+
+    def log_lines(self, query: LogQuery) -> Iterator[str]:
+        yield from self._replica.logs().splitlines()
+
+    def rotate_key(self, which: str, ready_timeout: float, progress: Progress) -> RotateResult:
+        raise AssertionError("not used")
+
+    def plan_down(self, purge: bool) -> DownPlan:
+        raise AssertionError("not used")
+
+    def scale(self, running: bool, ready_timeout: float, progress: Progress) -> ScaleResult:
         raise AssertionError("not used")

@@ -59,7 +59,7 @@ def project(tmp_path: Path) -> Iterator[Project]:
     write_standin_app(tmp_path)
     project = Project(tmp_path)
     yield project
-    project.run("down", "--purge")
+    project.run("down", "--purge", "--yes")
 
 
 def provisioned(project: Project, port: int | None = None) -> dict:
@@ -121,7 +121,7 @@ def test_deploy_invoke_status_redeploy_down(project: Project) -> None:
     assert status["running"] and status["ready"] and status["release"] == first["release"]
 
     pid = project.replica_pid()
-    down = project.run("down")
+    down = project.run("down", "--yes")
     assert down.exit_code == 0 and "Stopped the replica" in down.stdout
     assert not pid_alive(pid)
     assert not (project.state / "secrets.json").exists()
@@ -439,7 +439,7 @@ def test_kept_values_outlive_down_and_bring_the_replica_back_with_up(project: Pr
     port = free_port()
     provisioned(project, port)
     project.json("deploy", "--ready-timeout", "60")
-    down = project.run("down")
+    down = project.run("down", "--yes")
     assert down.exit_code == 0 and "parameters.json (--purge removes it)" in down.stdout
     back = project.json("up", "--ready-timeout", "60")
     assert back["deploy"]["endpoint"] == f"http://127.0.0.1:{port}"
