@@ -19,8 +19,9 @@ import ssl
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
-from tests.azure_double.ingress import TlsHandler, TlsServer
+from tests.azure_double.ingress import UPSTREAM_TIMEOUT_S
 from tests.azure_double.replicas import LOOPBACK, ConsoleLine
+from tests.azure_double.tls_server import TlsHandler, TlsServer
 
 if TYPE_CHECKING:
     from tests.azure_double.apps import AppsProvider
@@ -67,6 +68,9 @@ def _event(line: ConsoleLine, output: str, app: str, revision: str, replica: str
 
 
 class _LogHandler(TlsHandler):
+    server: TlsServer[AppsProvider]
+    timeout = UPSTREAM_TIMEOUT_S
+
     def do_GET(self) -> None:
         path, _, raw_query = self.path.partition("?")
         path = unquote(path)
@@ -147,7 +151,7 @@ class LogStream:
     """The log stream host of the double's Container Apps (one HTTPS listener)."""
 
     def __init__(self, provider: AppsProvider, context: ssl.SSLContext) -> None:
-        self._server = TlsServer(_LogHandler, context, provider)
+        self._server = TlsServer("logstream", _LogHandler, context, provider)
 
     @property
     def base_url(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ODataV4Format
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-from tests.azure_double.sdk import client_kwargs, credential, resources_client
+from tests.azure_double.sdk import mgmt_client, resources_client
 from tests.azure_double.server import AzureDouble
 
 LOCATION = "eastus"
@@ -101,9 +101,10 @@ ThreadingHTTPServer(ADDRESS, Handler).serve_forever()
 def apps_client(double: AzureDouble) -> ContainerAppsAPIClient:
     """The real client with the real credential chain (run inside `use_double_env`); polls
     every 0.1 s, since the tests set the double's Retry-After to 0."""
-    return ContainerAppsAPIClient(
-        credential(), double.subscription_id, **client_kwargs(double, polling_interval=0.1)
+    client: ContainerAppsAPIClient = mgmt_client(
+        ContainerAppsAPIClient, double, polling_interval=0.1
     )
+    return client
 
 
 def prepare(double: AzureDouble) -> Path:
@@ -143,6 +144,19 @@ def storage_body(double: AzureDouble) -> dict[str, Any]:
             }
         }
     }
+
+
+def create_environment(double: AzureDouble, client: Any) -> str:
+    """The environment "env" with the share as its storage "data"; returns its resource id.
+    `client` is an `apps_client`, typed loosely: the SDK's overloads do not take the ARM body
+    as a plain dict."""
+    environment = client.managed_environments.begin_create_or_update(
+        RESOURCE_GROUP, "env", environment_body()
+    ).result()
+    client.managed_environments_storages.create_or_update(
+        RESOURCE_GROUP, "env", "data", storage_body(double)
+    )
+    return str(environment.id)
 
 
 def app_body(

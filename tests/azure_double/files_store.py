@@ -238,17 +238,7 @@ class FilesState:
         record = self._items.get(key)
         current = signature(path)
         if record is None:
-            stamp = _mtime(path)
-            record = ItemRecord(
-                etag=self.clock.next(),
-                last_modified=stamp,
-                created=stamp,
-                last_write=stamp,
-                changed=stamp,
-                body_signature=current,
-                written=WrittenRanges.whole(current[1]),
-            )
-            self._items[key] = record
+            record = self._add(key, _mtime(path), current, WrittenRanges.whole(current[1]))
         elif path.is_file() and record.body_signature != current:
             stamp = _mtime(path)
             record.etag = self.clock.next()
@@ -258,16 +248,27 @@ class FilesState:
         return record
 
     def new_item(self, account: str, share: str, segments: list[str], path: Path) -> ItemRecord:
-        now = datetime.now(UTC)
+        key = (account, share, record_key(segments))
+        return self._add(key, datetime.now(UTC), signature(path), WrittenRanges())
+
+    def _add(
+        self,
+        key: tuple[str, str, str],
+        stamp: datetime,
+        body_signature: tuple[int, int, int],
+        written: WrittenRanges,
+    ) -> ItemRecord:
+        """A new record, all of its times `stamp`, kept under `key`."""
         record = ItemRecord(
             etag=self.clock.next(),
-            last_modified=now,
-            created=now,
-            last_write=now,
-            changed=now,
-            body_signature=signature(path),
+            last_modified=stamp,
+            created=stamp,
+            last_write=stamp,
+            changed=stamp,
+            body_signature=body_signature,
+            written=written,
         )
-        self._items[(account, share, record_key(segments))] = record
+        self._items[key] = record
         return record
 
     def forget_item(self, account: str, share: str, segments: list[str]) -> None:

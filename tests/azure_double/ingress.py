@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.azure_double.replicas import LOOPBACK
+from tests.azure_double.tls_server import TlsHandler, TlsServer
 
 # Hop-by-hop headers (RFC 9110 7.6.1) are the proxy's own business on each side.
 HOP_BY_HOP = {
@@ -46,85 +44,6 @@ class Unavailable(Exception):
 
 # A context manager that yields the port of a ready replica for the duration of one request.
 Route = Callable[[], contextlib.AbstractContextManager[int]]
-
-
-class TlsServer(ThreadingHTTPServer):
-    """A threaded HTTPS server on 127.0.0.1 (a free port) that can close its open connections;
-    `app` is whatever its handler class needs (the ingress route, the log stream)."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(
-        self, handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext, app: Any
-    ) -> None:
-        self.app = app
-        self.context = context
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__((LOOPBACK, 0), handler)
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def get_request(self) -> tuple[Any, Any]:
-        raw, address = self.socket.accept()
-        # Headers and body go out as separate writes: without this, Nagle's algorithm holds the
-        # second one until the client's delayed ACK (about 40 ms per response).
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        wrapped = self.context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        with self.connections_lock:
-            self.connections.add(wrapped)
-        return wrapped, address
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self.connections_lock:
-            open_now = list(self.connections)
-        for connection in open_now:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self.close_connections()
-        self._thread.join(timeout=10)
-
-
-class TlsHandler(BaseHTTPRequestHandler):
-    """HTTP/1.1 over the server's TLS context, handshake in the connection's own thread."""
-
-    protocol_version = "HTTP/1.1"
-    server: TlsServer
-    timeout = UPSTREAM_TIMEOUT_S
-
-    def handle(self) -> None:
-        try:
-            self.connection.do_handshake()
-        except (ssl.SSLError, OSError):
-            return
-        with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError):
-            super().handle()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: replicas keep their own console, the ARM listener its request log."""
-
-    def plain(self, status: int, message: str) -> None:
-        data = (message + "\n").encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
 
 
 class _BodyReader:
@@ -155,6 +74,9 @@ class _BodyReader:
 
 
 class _ProxyHandler(TlsHandler):
+    server: TlsServer[Route]
+    timeout = UPSTREAM_TIMEOUT_S
+
     def _proxy(self) -> None:
         chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
         length = None if chunked else int(self.headers.get("content-length") or 0)
@@ -231,7 +153,7 @@ class IngressProxy:
 
     def __init__(self, name: str, route: Route, context: ssl.SSLContext) -> None:
         self.name = name
-        self._server = TlsServer(_ProxyHandler, context, route)
+        self._server = TlsServer(name, _ProxyHandler, context, route)
 
     @property
     def port(self) -> int:

@@ -14,6 +14,7 @@ from tests.azure_double.resources import (
     api_version_problem,
     checked_body,
     child_id,
+    deleted,
     location_problem,
     method_not_allowed,
     no_route,
@@ -71,11 +72,12 @@ class Workspaces:
         if request.method == "PUT":
             return self.put(request, workspace_id, name, existing)
         if request.method == "DELETE":
-            if existing is None:
-                return Response(204)
-            self.double.store.delete(workspace_id)
-            self.shared_keys.pop(workspace_id.lower(), None)
-            return Response(200)
+            return deleted(
+                self.double,
+                workspace_id,
+                existing,
+                lambda: self.shared_keys.pop(workspace_id.lower(), None),
+            )
         return method_not_allowed(request)
 
     def put(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tests.azure_double import api_versions
@@ -40,6 +41,21 @@ def not_found(resource_type: str, name: str, group: str | None) -> Response:
         f"The Resource '{resource_type}/{name}' under resource group '{group}' was not found. "
         "For more details please go to https://aka.ms/ARMResourceNotFoundFix",
     )
+
+
+def deleted(
+    double: AzureDouble,
+    resource_id: str,
+    existing: dict[str, Any] | None,
+    forget: Callable[[], object],
+) -> Response:
+    """A synchronous DELETE as ARM answers it: 204 when nothing was there, else 200 once the
+    resource and what the double keeps beside it (`forget`: keys, the share's folder) are gone."""
+    if existing is None:
+        return Response(204)
+    double.store.delete(resource_id)
+    forget()
+    return Response(200)
 
 
 def api_version_problem(request: Request, namespace: str) -> Response | None:

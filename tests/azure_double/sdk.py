@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from azure.identity import DefaultAzureCredential
@@ -49,33 +50,44 @@ def credential() -> DefaultAzureCredential:
     return DefaultAzureCredential()
 
 
+def mgmt_client(client_class: type[Any], double: AzureDouble, **overrides: Any) -> Any:
+    """The management client `client_class` with the real credential chain, pointed at the
+    double (run inside `use_double_env`)."""
+    return client_class(credential(), double.subscription_id, **client_kwargs(double, **overrides))
+
+
 def resources_client(double: AzureDouble, **overrides: Any) -> Any:
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-    return ResourceManagementClient(
-        credential(), double.subscription_id, **client_kwargs(double, **overrides)
-    )
+    return mgmt_client(ResourceManagementClient, double, **overrides)
 
 
 def deployments_client(double: AzureDouble, **overrides: Any) -> Any:
     from azure.mgmt.resource.deployments import DeploymentsMgmtClient
 
-    return DeploymentsMgmtClient(
-        credential(), double.subscription_id, **client_kwargs(double, **overrides)
-    )
+    return mgmt_client(DeploymentsMgmtClient, double, **overrides)
 
 
 def storage_client(double: AzureDouble, **overrides: Any) -> Any:
     from azure.mgmt.storage import StorageManagementClient
 
-    return StorageManagementClient(
-        credential(), double.subscription_id, **client_kwargs(double, **overrides)
-    )
+    return mgmt_client(StorageManagementClient, double, **overrides)
+
+
+def create_share(double: AzureDouble, group: str, account: str, share: str, location: str) -> Path:
+    """A StorageV2 account with one file share, made through the real storage client; returns
+    the share's folder on the double."""
+    storage = storage_client(double)
+    storage.storage_accounts.begin_create(
+        group,
+        account,
+        {"location": location, "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
+    ).result()
+    storage.file_shares.create(group, account, share, {})
+    return double.share_root(account, share)
 
 
 def log_analytics_client(double: AzureDouble, **overrides: Any) -> Any:
     from azure.mgmt.loganalytics import LogAnalyticsManagementClient
 
-    return LogAnalyticsManagementClient(
-        credential(), double.subscription_id, **client_kwargs(double, **overrides)
-    )
+    return mgmt_client(LogAnalyticsManagementClient, double, **overrides)

@@ -14,6 +14,7 @@ from tests.azure_double.resources import (
     api_version_problem,
     checked_body,
     child_id,
+    deleted,
     location_problem,
     method_not_allowed,
     new_etag,
@@ -137,13 +138,13 @@ class StorageProvider:
             self.double.store.put(account_id, existing)
             return Response.of_json(200, existing)
         if request.method == "DELETE":
-            if existing is None:
-                return Response(204)
-            self.double.store.delete(account_id)
-            self.double.forget_storage_account_keys(name)
-            shutil.rmtree(self.double.state_dir / "files" / name, ignore_errors=True)
-            return Response(200)
+            return deleted(self.double, account_id, existing, lambda: self._forget_account(name))
         return method_not_allowed(request)
+
+    def _forget_account(self, name: str) -> None:
+        """What the double keeps beside a deleted account: its keys and its shares' files."""
+        self.double.forget_storage_account_keys(name)
+        shutil.rmtree(self.double.state_dir / "files" / name, ignore_errors=True)
 
     def create_account(
         self, request: Request, account_id: str, name: str, existing: dict[str, Any] | None
@@ -305,11 +306,9 @@ class StorageProvider:
             folder.mkdir(parents=True, exist_ok=True)
             return Response.of_json(200 if existing else 201, share)
         if request.method == "DELETE":
-            if existing is None:
-                return Response(204)
-            self.double.store.delete(share_id)
-            shutil.rmtree(folder, ignore_errors=True)
-            return Response(200)
+            return deleted(
+                self.double, share_id, existing, lambda: shutil.rmtree(folder, ignore_errors=True)
+            )
         return method_not_allowed(request)
 
     def _share_resource(

@@ -7,7 +7,6 @@ import http.client
 import json
 import os
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,37 +23,13 @@ from tests.azure_double.apps_testing import (
     RESOURCE_GROUP,
     SHARE,
     app_body,
-    apps_client,
+    create_environment,
     environment_body,
     error_of,
-    prepare,
     storage_body,
 )
-from tests.azure_double.sdk import use_double_env
 from tests.azure_double.server import AzureDouble
 from tests.provision.standin_app import write_standin_app
-
-
-@pytest.fixture
-def double(azure_double: AzureDouble) -> Iterator[AzureDouble]:
-    with use_double_env(azure_double):
-        yield azure_double
-
-
-@pytest.fixture
-def client(double: AzureDouble) -> Any:
-    prepare(double)
-    return apps_client(double)
-
-
-def _environment(double: AzureDouble, client: Any) -> str:
-    environment = client.managed_environments.begin_create_or_update(
-        RESOURCE_GROUP, "env", environment_body()
-    ).result()
-    client.managed_environments_storages.create_or_update(
-        RESOURCE_GROUP, "env", "data", storage_body(double)
-    )
-    return str(environment.id)
 
 
 def _https(double: AzureDouble) -> httpx.Client:
@@ -97,7 +72,7 @@ def test_environment_lifecycle_and_storage(double: AzureDouble, client: Any):
 
 
 def test_app_replica_serves_from_the_share_at_its_fqdn(double: AzureDouble, client: Any):
-    environment_id = _environment(double, client)
+    environment_id = create_environment(double, client)
     app = client.container_apps.begin_create_or_update(
         RESOURCE_GROUP, "web", app_body(environment_id, env={"GREETING": "hi"})
     ).result()
@@ -155,7 +130,7 @@ def test_server_sent_events_pass_through_chunk_by_chunk(
     double: AzureDouble, client: Any, tmp_path: Path
 ):
     app = client.container_apps.begin_create_or_update(
-        RESOURCE_GROUP, "web", app_body(_environment(double, client))
+        RESOURCE_GROUP, "web", app_body(create_environment(double, client))
     ).result()
     events = []
     with (
@@ -173,7 +148,7 @@ def test_server_sent_events_pass_through_chunk_by_chunk(
 
 
 def test_get_modify_update_round_trip_and_unknown_properties(double: AzureDouble, client: Any):
-    environment_id = _environment(double, client)
+    environment_id = create_environment(double, client)
     client.container_apps.begin_create_or_update(
         RESOURCE_GROUP, "web", app_body(environment_id, env={"GREETING": "one"})
     ).result()
@@ -205,7 +180,7 @@ def test_log_stream_serves_the_replica_console_as_the_cli_reads_it(
     double: AzureDouble, client: Any
 ):
     app = client.container_apps.begin_create_or_update(
-        RESOURCE_GROUP, "web", app_body(_environment(double, client), env={"GREETING": "hi"})
+        RESOURCE_GROUP, "web", app_body(create_environment(double, client), env={"GREETING": "hi"})
     ).result()
     revision = app.properties.latest_revision_name
     replica = client.container_apps_revision_replicas.list_replicas(
@@ -234,7 +209,7 @@ def test_the_projects_bootstrap_runs_a_release_from_the_share(
     sync_release(share, manifest, lambda path: bodies[path].read_bytes(), None, lambda _m: None)
     share.write_bytes(CURRENT, manifest.release_id.encode())
     body = app_body(
-        _environment(double, client), secrets={"primary": "key-a", "secondary": "key-b"}
+        create_environment(double, client), secrets={"primary": "key-a", "secondary": "key-b"}
     )
     container = body["properties"]["template"]["containers"][0]
     container["command"] = ["python", f"{MOUNT}/app/bootstrap.py"]
@@ -280,7 +255,7 @@ def test_the_projects_bootstrap_runs_a_release_from_the_share(
 
 
 def test_stopping_the_double_stops_every_replica(double: AzureDouble, client: Any):
-    environment_id = _environment(double, client)
+    environment_id = create_environment(double, client)
     pids = []
     for name in ("one", "two"):
         app = client.container_apps.begin_create_or_update(
@@ -305,7 +280,7 @@ def _alive(pid: int) -> bool:
 
 def test_log_stream_follows_new_console_lines(double: AzureDouble, client: Any):
     app = client.container_apps.begin_create_or_update(
-        RESOURCE_GROUP, "web", app_body(_environment(double, client))
+        RESOURCE_GROUP, "web", app_body(create_environment(double, client))
     ).result()
     replica = client.container_apps_revision_replicas.list_replicas(
         RESOURCE_GROUP, "web", app.properties.latest_revision_name

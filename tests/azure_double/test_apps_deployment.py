@@ -19,9 +19,9 @@ from provision.local.share import LocalShare
 from provision.release import CURRENT, scan_tree
 from tests.azure_double.api_versions import TEMPLATE_DIR
 from tests.azure_double.sdk import (
+    create_share,
     deployments_client,
     resources_client,
-    storage_client,
     use_double_env,
 )
 from tests.azure_double.server import AzureDouble
@@ -44,14 +44,7 @@ def double(azure_double: AzureDouble) -> Iterator[AzureDouble]:
 
 
 def _share_with_a_release(double: AzureDouble, tmp_path: Path) -> str:
-    storage = storage_client(double)
-    storage.storage_accounts.begin_create(
-        "rg",
-        "stmodels",
-        {"location": "westus3", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
-    ).result()
-    storage.file_shares.create("rg", "stmodels", "aca-infer", {})
-    share = LocalShare(double.share_root("stmodels", "aca-infer"))
+    share = LocalShare(create_share(double, "rg", "stmodels", "aca-infer", "westus3"))
     manifest, bodies = scan_tree(write_standin_app(tmp_path / "src"), "inference_app")
     sync_release(share, manifest, lambda path: bodies[path].read_bytes(), None, lambda _m: None)
     share.write_bytes(CURRENT, manifest.release_id.encode())

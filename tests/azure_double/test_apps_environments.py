@@ -3,7 +3,6 @@ usages per location, and the config switches that make a location lack a profile
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,25 +12,12 @@ from azure.mgmt.appcontainers import ContainerAppsAPIClient
 from tests.azure_double.apps_testing import (
     LOCATION,
     RESOURCE_GROUP,
-    apps_client,
     environment_body,
     error_of,
     prepare,
 )
-from tests.azure_double.sdk import client_kwargs, credential, use_double_env
+from tests.azure_double.sdk import mgmt_client
 from tests.azure_double.server import AzureDouble
-
-
-@pytest.fixture
-def double(azure_double: AzureDouble) -> Iterator[AzureDouble]:
-    with use_double_env(azure_double):
-        yield azure_double
-
-
-@pytest.fixture
-def client(double: AzureDouble) -> Any:
-    prepare(double)
-    return apps_client(double)
 
 
 def _create(client: Any, profiles: list[dict[str, Any]], name: str = "env"):
@@ -130,12 +116,7 @@ def test_usages_count_environments_and_quota_exhaustion_refuses_creation(
 
 def test_an_unknown_api_version_gets_arms_error(double: AzureDouble):
     prepare(double)
-    old = ContainerAppsAPIClient(
-        credential(),
-        double.subscription_id,
-        api_version="2019-01-01",
-        **client_kwargs(double),
-    )
+    old = mgmt_client(ContainerAppsAPIClient, double, api_version="2019-01-01")
     with pytest.raises(HttpResponseError) as refused:
         list(old.managed_environments.list_by_resource_group(RESOURCE_GROUP))
 

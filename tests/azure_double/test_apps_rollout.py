@@ -8,7 +8,6 @@ import json
 import os
 import ssl
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,38 +17,10 @@ from azure.core.exceptions import HttpResponseError
 from tests.azure_double.apps_testing import (
     RESOURCE_GROUP,
     app_body,
-    apps_client,
-    environment_body,
     error_of,
-    prepare,
-    storage_body,
     wait_for,
 )
-from tests.azure_double.sdk import use_double_env
 from tests.azure_double.server import AzureDouble
-
-
-@pytest.fixture
-def double(azure_double: AzureDouble) -> Iterator[AzureDouble]:
-    with use_double_env(azure_double):
-        yield azure_double
-
-
-@pytest.fixture
-def client(double: AzureDouble) -> Any:
-    prepare(double)
-    return apps_client(double)
-
-
-@pytest.fixture
-def environment_id(double: AzureDouble, client: Any) -> str:
-    environment = client.managed_environments.begin_create_or_update(
-        RESOURCE_GROUP, "env", environment_body()
-    ).result()
-    client.managed_environments_storages.create_or_update(
-        RESOURCE_GROUP, "env", "data", storage_body(double)
-    )
-    return str(environment.id)
 
 
 def _https(double: AzureDouble) -> httpx.Client:

@@ -17,6 +17,7 @@ from azure.identity import DefaultAzureCredential
 
 from tests.azure_double.api_versions import TEMPLATE_DIR
 from tests.azure_double.sdk import (
+    create_share,
     deployments_client,
     resources_client,
     storage_client,
@@ -373,17 +374,9 @@ def test_the_inference_template_deploys_an_app_that_serves_from_the_share(
     double: AzureDouble, inference_template: dict[str, Any]
 ) -> None:
     apps_testing = pytest.importorskip("tests.azure_double.apps_testing")
-    storage = storage_client(double)
-    storage.storage_accounts.begin_create(
-        "rg",
-        "stexisting",
-        {"location": "westus3", "kind": "StorageV2", "sku": {"name": "Standard_LRS"}},
-    ).result()
-    storage.file_shares.create("rg", "stexisting", "aca-infer", {"properties": {}})
-    (double.share_root("stexisting", "aca-infer") / "app").mkdir()
-    (double.share_root("stexisting", "aca-infer") / "app" / "bootstrap.py").write_text(
-        apps_testing.SERVER
-    )
+    app = create_share(double, "rg", "stexisting", "aca-infer", "westus3") / "app"
+    app.mkdir()
+    (app / "bootstrap.py").write_text(apps_testing.SERVER)
     parameters = {
         **KEYS,
         "useExistingStorageAccount": {"value": True},
