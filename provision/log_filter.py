@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -80,11 +80,19 @@ def read_lines(path: Path) -> tuple[list[str], int]:
     return data[:end].decode(errors="replace").splitlines(), end
 
 
-def follow(path: Path, offset: int) -> Iterator[str]:
-    """Lines appended to `path` after `offset`, as they are written, until the caller stops."""
+def follow(locate: Callable[[], Path | None], path: Path | None, offset: int) -> Iterator[str]:
+    """Lines appended to `path` after `offset`, as they are written, until the caller stops.
+
+    `locate` names the log to read and is asked again at every poll: a take-over moves the live
+    replica to a new log file, and following the old one would go silent."""
     partial = b""
     while True:
+        now = locate()
+        if now != path:  # a new replica took over: read its log from the start
+            path, offset, partial = now, 0, b""
         try:
+            if path is None:
+                raise FileNotFoundError
             with path.open("rb") as handle:
                 if handle.seek(0, 2) < offset:
                     offset = 0  # the file was replaced (a `down` and a new start): read it anew

@@ -337,13 +337,15 @@ class LocalTarget:
 
     def log_lines(self, query: LogQuery) -> Generator[str, None, None]:
         self._config()  # not provisioned: say what to run rather than print nothing
-        path = self.state_dir / EVENTS_FILE if query.system else self.replica.log_path()
+        events = self.state_dir / EVENTS_FILE
+        locate = (lambda: events) if query.system else self.replica.log_path
+        path = locate()
         if path is None:
             return
         lines, offset = read_lines(path)
         yield from select(lines, query.tail, query.since)
         if query.follow:
-            yield from follow(path, offset)
+            yield from follow(locate, path, offset)
 
     def scale(self, running: bool, ready_timeout: float, progress: Progress) -> ScaleResult:
         replica = self.replica

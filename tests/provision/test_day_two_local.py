@@ -218,6 +218,24 @@ def test_follow_yields_lines_as_they_are_written(deployed: Project) -> None:
         lines.close()
 
 
+def test_follow_moves_to_the_new_replica_after_a_take_over(deployed: Project) -> None:
+    target = LocalTarget(deployed.root)
+    before = target.replica.log_path()
+    lines = target.log_lines(LogQuery(tail=1, follow=True))
+    try:
+        next(lines)  # the last line written so far
+        assert deployed.run("keys", "rotate", "--primary", "--ready-timeout", "60").exit_code == 0
+        after = LocalTarget(deployed.root).replica.log_path()
+        assert after is not None and after != before  # the take-over started a new replica
+        with after.open("a") as log:
+            log.write("written by the new replica\n")
+        # The new replica's start-up lines come first; following the old log would block here.
+        while next(lines) != "written by the new replica":
+            pass
+    finally:
+        lines.close()
+
+
 def test_logs_before_provision_say_what_to_run(project: Project) -> None:
     assert "run: aca-infer provision --target local" in one_line_error(project.run("logs"), 3)
 
