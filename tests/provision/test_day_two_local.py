@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -282,6 +285,39 @@ def test_down_without_a_terminal_needs_yes_and_changes_nothing(deployed: Project
         "`aca-infer down` lists"
     )
     assert pid_alive(pid) and (deployed.state / "secrets.json").is_file()
+
+
+def down_on_a_terminal(project: Project, answer: str) -> subprocess.CompletedProcess[str]:
+    """`aca-infer down` as a person runs it: its standard input is a terminal that answers."""
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "provision", "--project-dir", str(project.root), "down"],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "ACA_INFER_TARGET": "local", "NO_COLOR": "1"},
+            text=True,
+        )
+        os.write(controller, f"{answer}\n".encode())
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_down_on_a_terminal_asks_and_no_deletes_nothing(deployed: Project) -> None:
+    pid = deployed.replica_pid()
+    declined = down_on_a_terminal(deployed, "n")
+    assert declined.returncode == 0
+    assert "Delete these? [y/N]" in declined.stderr
+    assert "Nothing was deleted." in declined.stderr
+    assert pid_alive(pid) and (deployed.state / "secrets.json").is_file()
+    accepted = down_on_a_terminal(deployed, "y")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "Stopped the replica." in accepted.stdout
+    assert not pid_alive(pid) and not (deployed.state / "secrets.json").exists()
 
 
 def test_down_yes_says_what_it_deletes_and_keeps_and_why(deployed: Project) -> None:
