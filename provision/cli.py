@@ -502,8 +502,9 @@ def upload_model(
 @click.option(
     "--purge",
     is_flag=True,
-    help="Also delete the model files on the local share; on Azure the share's app/ area, or "
-    "the storage account with its share when aca-infer created it.",
+    help="Also delete the share's app/ area and the model files `aca-infer upload-model` "
+    "uploaded (every other file on the share is kept); on Azure the storage account with its "
+    "share when aca-infer created it.",
 )
 @click.option(
     "--yes", "-y", is_flag=True, help="Delete without asking (needed without a terminal)."

@@ -13,7 +13,9 @@
    only what is missing or different: a file of the same size whose hash on the share
    (`Share.sha256`) equals the local one is left alone. An interrupted file never appears
    under its name, so it is simply uploaded again.
-5. `modelPath`/`adapterPath` are kept for the target (as `--set` keeps them); the next
+5. The folders and files uploaded are recorded on the share (`provision/upload_record.py`):
+   `down --purge` deletes exactly those.
+6. `modelPath`/`adapterPath` are kept for the target (as `--set` keeps them); the next
    `aca-infer up` makes them live.
 """
 
@@ -34,6 +36,7 @@ from provision.errors import InputError, OperationError
 from provision.share import Share
 from provision.target_state import TargetState, updated
 from provision.targets import Progress, Target
+from provision.upload_record import record_upload, uploaded_folders
 
 CHUNK_BYTES = 8 << 20
 WORKERS = 4
@@ -244,6 +247,9 @@ def _upload_tree(
     progress: Progress,
     advance: Advance,
 ) -> None:
+    # Ours: what an earlier run wrote plus what this run writes. A file already there and equal
+    # (e.g. the fine-tuning run's own base model) is not claimed, so --purge keeps it.
+    ours = dict(uploaded_folders(share).get(remote_dir, {}))
     for local in _shipped(local_dir):
         relative = local.relative_to(local_dir).as_posix()
         remote = f"{remote_dir}/{relative}"
@@ -254,6 +260,8 @@ def _upload_tree(
             advance(size)
             continue
         progress(f"upload {relative} ({size} bytes) to {remote_dir}")
+        ours[relative] = size
+        record_upload(share, remote_dir, ours)  # before the bytes: an interrupted file counts
         _upload_file(share, local, remote, size, settings, advance)
         if share.sha256(remote) != sha:
             raise OperationError(

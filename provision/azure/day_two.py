@@ -5,7 +5,8 @@ Everything it merely referenced (the fine-tuning run's environment, storage acco
 workspace) is kept, and so is the resource group, which may hold resources of others. Without
 --purge a storage account provision created is kept too: it holds the share with the model
 files. With --purge it goes (share and all) when it is aca-infer's, and otherwise only the
-share's `app/` area (what deploy wrote) is deleted.
+share's `app/` area (what deploy wrote) and the model files `aca-infer upload-model` uploaded
+(recorded on the share) are deleted; every other file on the share is kept.
 
 `keys rotate` stores the new key in the app's secrets, then rolls out a new revision on the live
 release (a secret change alone restarts nothing); in Single revision mode ACA keeps the old
@@ -37,6 +38,7 @@ from provision.targets import (
     ScaleResult,
     TargetDescription,
 )
+from provision.upload_record import NOT_UPLOADED_REASON, UPLOADED_REASON, purge_split
 
 TARGET = "azure"
 MAX_TAIL = 300  # what the Container Apps log stream accepts for tailLines
@@ -51,6 +53,18 @@ class Resource:
     resource_id: str
     ours: bool
     delete: Callable[[], None]
+
+
+def _delete_empty_folders(share: AzureShare, files: tuple[str, ...]) -> None:
+    """The folders the deleted files leave empty, deepest first; a folder that still holds
+    another's file stays."""
+    folders = {
+        "/".join(parts[:depth])
+        for parts in (path.split("/") for path in files)
+        for depth in range(1, len(parts))
+    }
+    for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
+        share.delete_empty_folder(folder)
 
 
 def _tagged(found: Existing | None) -> bool:
@@ -146,15 +160,24 @@ class AzureDayTwo:
             return None
         return f"{self.config.get('STORAGE_ACCOUNT_NAME')}/{self.config.get('FILE_SHARE_NAME')}"
 
-    def plan_down(self, purge: bool) -> DownPlan:
+    def plan_down(self, purge: bool, share: Callable[[], AzureShare]) -> DownPlan:
         delete, keep = self._split(purge)
         planned = [PlannedItem(f"{r.kind} {r.resource_id}", why) for r, why in delete]
         kept = [PlannedItem(f"{r.kind} {r.resource_id}", why) for r, why in keep]
-        share = self._share_area(purge, delete)
-        if share is not None:
+        area = self._share_area(purge, delete)
+        if area is not None:
             planned.append(
-                PlannedItem(f"{APP_AREA}/ on share {share}", "the app area deploy wrote (--purge)")
+                PlannedItem(f"{APP_AREA}/ on share {area}", "the app area deploy wrote (--purge)")
             )
+            split = purge_split(share())
+            planned += [
+                PlannedItem(f"{folder}/ on share {area}", UPLOADED_REASON)
+                for folder in split.uploaded
+            ]
+            kept += [
+                PlannedItem(f"{folder}/ on share {area}", NOT_UPLOADED_REASON)
+                for folder in split.others
+            ]
         group = self.arm.scope.resource_group
         kept.append(
             PlannedItem(
@@ -174,14 +197,27 @@ class AzureDayTwo:
                 resource.delete()
             removed.append(f"{resource.kind} {resource.resource_id}")
         area = self._share_area(purge, delete)
+        uploaded: tuple[str, ...] = ()
+        others: tuple[str, ...] = ()
         if area is not None:
             files = share()
+            split = purge_split(files)  # before app/ goes: the record of uploads lives there
+            uploaded, others = split.uploaded, split.others
+            progress(
+                f"deleting {len(split.uploaded_files)} file(s) upload-model uploaded on "
+                f"{files.describe()}"
+            )
+            for path in split.uploaded_files:
+                files.delete(path)
+            _delete_empty_folders(files, split.uploaded_files)
+            removed += [f"{folder}/ on share {area}" for folder in uploaded]
             paths = list(files.list_files(f"{APP_AREA}/"))
             progress(f"deleting {len(paths)} file(s) under {APP_AREA}/ on {files.describe()}")
             for path in paths:
                 files.delete(path)
             removed.append(f"{APP_AREA}/ on share {area}")
         kept = [f"{r.kind} {r.resource_id}" for r, _ in keep]
+        kept += [f"{folder}/ on share {area}" for folder in others]
         kept.append(f"resource group {self.arm.scope.resource_group}")
         stopped = any(r.kind == "container app" for r, _ in delete)
         return DownResult(target=TARGET, stopped=stopped, removed=removed, kept=kept)

@@ -271,6 +271,21 @@ class AzureShare:
                 except ResourceNotFoundError:
                     return
 
+    def delete_empty_folder(self, path: str) -> bool:
+        """Delete a folder if it is empty; False when it holds something or is missing."""
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        with _storage_errors(f"deleting folder {path} on {self.describe()}"):
+            try:
+                self.client.get_directory_client(path).delete_directory()
+            except ResourceNotFoundError:
+                return False
+            except HttpResponseError as error:
+                if _error_code(error) != "DirectoryNotEmpty":
+                    raise
+                return False
+        return True
+
     def list_files(self, prefix: str) -> Iterator[str]:
         from azure.core.exceptions import ResourceNotFoundError
 

@@ -159,7 +159,7 @@ class AzureTarget:
         return [path for path in (self.config_path, self.record_path) if path.is_file()]
 
     def plan_down(self, purge: bool) -> DownPlan:
-        plan = self._day_two.plan_down(purge)
+        plan = self._day_two.plan_down(purge, lambda: self.share)
         if not any(item.what.startswith("container app ") for item in plan.delete):
             return plan
         local = [

@@ -1,6 +1,7 @@
 """The local target: `.aca-infer/local/` holds the share folder, the secrets (0600), the config,
 the replica's record and log, and the values given for the target (`parameters.json`: `down`
-keeps it, `down --purge` removes it)."""
+keeps it, `down --purge` removes it). `down --purge` deletes the model files upload-model put
+on the share and keeps every other one."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from provision.local.replica import (
 from provision.local.share import LocalShare
 from provision.log_filter import follow, read_lines, select
 from provision.parameters import resolve_parameters, template_declarations
-from provision.release import CURRENT
+from provision.release import APP_DIR, CURRENT
 from provision.share import read_text_or_none
 from provision.target_state import TargetState, state_dir
 from provision.targets import (
@@ -43,6 +44,12 @@ from provision.targets import (
     TargetDescription,
 )
 from provision.template_params import ParamDeclaration
+from provision.upload_record import (
+    NOT_UPLOADED_REASON,
+    UPLOADED_REASON,
+    PurgeSplit,
+    purge_split,
+)
 from provision.wheelhouse import ImagePlatform
 
 TARGET = "local"
@@ -276,11 +283,18 @@ class LocalTarget:
             "a replica with the new key took over without dropping requests",
         )
 
-    def _down_items(self, purge: bool) -> tuple[list[Path], list[Path]]:
-        """(to delete, to keep): everything under the state dir but the model files and the
-        values given for the target, which only --purge deletes."""
-        areas = [] if purge else [a for a in MODEL_AREAS if (self.share_dir / a).exists()]
-        kept = [self.share_dir / area for area in areas]
+    def _down_items(self, purge: bool) -> tuple[list[Path], list[Path], PurgeSplit | None]:
+        """(to delete, to keep, the share split by who put the files there): everything under
+        the state dir but the model files and the values given for the target. --purge deletes
+        the values and the folders upload-model filled, and keeps every other model file."""
+        split = purge_split(self.share) if purge and self.share_dir.is_dir() else None
+        if split is not None:
+            kept = [self.share_dir / folder for folder in split.others]
+            itemized = [self.share_dir / APP_DIR, *(self.share_dir / f for f in split.uploaded)]
+        else:
+            areas = [] if purge else [a for a in MODEL_AREAS if (self.share_dir / a).exists()]
+            kept = [self.share_dir / area for area in areas]
+            itemized = [item for item in self._share_entries() if item not in kept]
         if not purge and self.values.path.is_file():
             kept.append(self.values.path)  # values given for the target outlive `down`, as in azd
         delete: list[Path] = []
@@ -288,42 +302,72 @@ class LocalTarget:
             for entry in sorted(self.state_dir.iterdir()):
                 if entry in kept:
                     continue
-                if entry == self.share_dir and areas:
-                    delete += [item for item in sorted(entry.iterdir()) if item not in kept]
+                if entry == self.share_dir and (kept or (split and split.uploaded)):
+                    delete += [item for item in itemized if item.exists()]
                     continue
                 delete.append(entry)
-        return delete, kept
+        return delete, kept, split
+
+    def _share_entries(self) -> list[Path]:
+        return sorted(self.share_dir.iterdir()) if self.share_dir.is_dir() else []
 
     def plan_down(self, purge: bool) -> DownPlan:
-        delete, kept = self._down_items(purge)
+        delete, kept, split = self._down_items(purge)
         record = read_record(self.state_dir)
-        planned = [PlannedItem(str(path), _why_deleted(path, self)) for path in delete]
+        uploaded = self._uploaded_paths(split)
+        planned = [
+            PlannedItem(
+                str(path), UPLOADED_REASON if path in uploaded else _why_deleted(path, self)
+            )
+            for path in delete
+        ]
         if record is not None:
             planned.insert(0, PlannedItem(f"the replica process (pid {record.pid})", "it runs"))
-        keep = [
-            PlannedItem(
-                str(path),
-                "values given with --set (--purge deletes them)"
-                if path == self.values.path
-                else "model files you put on the share (--purge deletes them)",
-            )
-            for path in kept
-        ]
+        keep = [PlannedItem(str(path), self._why_kept(path, purge)) for path in kept]
         return DownPlan(self.name, planned, keep)
+
+    def _uploaded_paths(self, split: PurgeSplit | None) -> set[Path]:
+        return {self.share_dir / folder for folder in split.uploaded} if split else set()
+
+    def _why_kept(self, path: Path, purge: bool) -> str:
+        if path == self.values.path:
+            return "values given with --set (--purge deletes them)"
+        if purge:
+            return NOT_UPLOADED_REASON
+        return "model files on the share (--purge deletes those aca-infer upload-model uploaded)"
 
     def down(self, purge: bool, progress: Progress) -> DownResult:
         stopped = self.replica.stop() if self.config_path.is_file() else False
         if stopped:
             progress("stopped the replica")
-        delete, kept = self._down_items(purge)
+        delete, kept, split = self._down_items(purge)
+        uploaded = self._uploaded_paths(split)
         for path in delete:
-            _remove(path)
+            if path in uploaded and split is not None:
+                self._remove_uploaded(path, split)
+            else:
+                _remove(path)
+        if self.share_dir.is_dir() and not any(self.share_dir.iterdir()):
+            self.share_dir.rmdir()
         return DownResult(
             target=self.name,
             stopped=stopped,
             removed=[str(p) for p in delete],
             kept=[str(p) for p in kept],
         )
+
+    def _remove_uploaded(self, folder: Path, split: PurgeSplit) -> None:
+        """Only the files upload-model wrote, then the folders they leave empty."""
+        prefix = folder.relative_to(self.share_dir).as_posix() + "/"
+        for name in split.uploaded_files:
+            if name.startswith(prefix):
+                (self.share_dir / name).unlink(missing_ok=True)
+        for directory in sorted(folder.rglob("*"), reverse=True):
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+        while folder != self.share_dir and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
 
     # -- day-two operations ---------------------------------------------------------------
 

@@ -328,7 +328,7 @@ def test_down_yes_says_what_it_deletes_and_keeps_and_why(deployed: Project) -> N
     assert f"{deployed.state / 'secrets.json'}  (the API keys provision generated)" in (
         result.stderr
     )
-    assert f"{deployed.state / 'share/models'}  (model files you put on the share" in (
+    assert f"{deployed.state / 'share/models'}  (model files on the share (--purge deletes" in (
         result.stderr
     )
     assert "Stopped the replica." in result.stdout
@@ -468,3 +468,35 @@ def test_doctor_without_an_azure_sign_in_says_az_login(
     result = deployed.run("doctor", "--azure", env=signed_out)
     assert result.exit_code == 3
     assert "fix: sign in: az login" in result.stdout
+
+
+# -- down --purge ---------------------------------------------------------------------------
+
+
+def test_down_purge_deletes_what_upload_model_uploaded_and_keeps_the_rest(
+    project: Project,
+) -> None:
+    from tests.provision.test_model_upload import make_adapter, make_base
+
+    provisioned(project)  # the fine-tuning run's own files: a base and an adapter on the share
+    share = project.state / "share"
+    finetuned = share / "models/qlora/qlora/gpu_model/adapter"
+    (finetuned / "adapter_model.safetensors").write_bytes(b"the run's own weights")
+    base = make_base(project.root / "weights", "tiny-base")
+    adapter = make_adapter(project.root / "weights", "acme/tiny-base", ["qkv_proj"])
+    uploaded = project.json(
+        "upload-model", "--base", str(base), "--adapter", str(adapter), "--name", "mine"
+    )
+    ours = [share / uploaded["model_path"], share / uploaded["adapter_path"]]
+    assert all(folder.is_dir() for folder in ours)
+
+    down = project.run("down", "--purge", "--yes")
+    assert down.exit_code == 0, down.stderr
+    for folder in ours:
+        assert f"{folder}  (uploaded by aca-infer upload-model)" in down.stderr
+    assert f"{finetuned}  (not uploaded by aca-infer" in down.stderr
+    assert not any(folder.exists() for folder in ours)
+    assert not (share / "model-cache/acme").exists()  # the folders they left empty went too
+    assert not (share / "app").exists()
+    assert (finetuned / "adapter_model.safetensors").read_bytes() == b"the run's own weights"
+    assert (share / "model-cache/microsoft/Phi-3-mini-4k-instruct/config.json").is_file()

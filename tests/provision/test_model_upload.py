@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from provision.errors import InputError
 from provision.local.share import LocalShare, LocalUpload
 from provision.model_upload import UploadModelSettings, upload_model
 from provision.target_state import TargetState
+from provision.upload_record import uploaded_folders
 from tests.provision.fakes import FakeTarget
 
 PHI3_WEIGHTS = [
@@ -178,3 +180,25 @@ def test_a_regex_target_modules_must_match_a_module(tmp_path: Path, target: Fake
 def test_folders_without_configs_are_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=f"--base {tmp_path}: no config.json there"):
         UploadModelSettings(tmp_path, tmp_path)
+
+
+def test_the_share_records_what_was_uploaded_but_not_an_equal_file_already_there(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    given = settings(tmp_path)
+    values = TargetState(tmp_path / "project", "fake")
+    model = "model-cache/microsoft/Phi-3-mini-4k-instruct"
+    adapter = "models/qlora/qlora/gpu_model/adapter"
+    # The fine-tuning run already put this very config on the share: upload-model leaves it.
+    (tmp_path / "share" / model).mkdir(parents=True)
+    shutil.copy(given.base_dir / "config.json", tmp_path / "share" / model / "config.json")
+    upload_model(target, values, given, quiet, lambda n: None)
+    recorded = uploaded_folders(target.share)
+    assert recorded[model] == {
+        name: (given.base_dir / name).stat().st_size
+        for name in ("model.safetensors", "tokenizer.json")
+    }
+    assert set(recorded[adapter]) == {"adapter_config.json", "adapter_model.safetensors"}
+    # A re-upload keeps what an earlier run wrote, even files now unchanged.
+    upload_model(target, values, given, quiet, lambda n: None)
+    assert uploaded_folders(target.share) == recorded

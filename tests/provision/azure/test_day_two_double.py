@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from provision.azure.target import AzureTarget
 from provision.targets import LogQuery
 from tests.provision.azure import test_deploy_double
 from tests.provision.azure.test_deploy_double import TIMEOUT, DeploySession
+from tests.provision.test_model_upload import make_adapter, make_base
 
 # A provisioned project on the double with the stand-in app, ready to deploy.
 session = test_deploy_double.session
@@ -255,3 +257,37 @@ def test_down_purge_on_a_reused_account_deletes_only_the_app_area(
     assert session.resource(account) is not None
     assert not [p for p in (session.share_root / "app").rglob("*") if p.is_file()]
     assert models and all(p.is_file() for p in models)
+
+
+def test_down_purge_on_a_reused_account_deletes_the_uploaded_model_and_keeps_the_runs_own(
+    session: DeploySession, tmp_path: Path
+) -> None:
+    session.deployed()
+    config = session.config()
+    _untag(session, "Microsoft.Storage/storageAccounts", config["STORAGE_ACCOUNT_NAME"])
+    base = make_base(tmp_path / "weights", "tiny-base")
+    adapter = make_adapter(tmp_path / "weights", "acme/tiny-base", ["qkv_proj"])
+    uploaded = _json(
+        _run(session, "--output", "json", "upload-model", "--base", str(base),
+             "--adapter", str(adapter), "--name", "mine")
+    )  # fmt: skip
+    ours = [uploaded["model_path"], uploaded["adapter_path"]]
+    assert all((session.share_root / folder).is_dir() for folder in ours)
+    # The fine-tuning run's own model, put on the share by hand (not by upload-model).
+    finetuned = session.share_root / "models/qlora/qlora/gpu_model/adapter"
+    (finetuned / "adapter_model.safetensors").write_bytes(b"the run's own weights")
+
+    result = _run(session, "down", "--yes", "--purge")
+    assert result.exit_code == 0, result.stderr
+    share = f"{config['STORAGE_ACCOUNT_NAME']}/{config['FILE_SHARE_NAME']}"
+    for folder in ours:
+        assert f"{folder}/ on share {share}  (uploaded by aca-infer upload-model)" in result.stderr
+    assert (
+        f"models/qlora/qlora/gpu_model/adapter/ on share {share}  (not uploaded by aca-infer"
+        in result.stderr
+    )
+    assert not (session.share_root / "model-cache/acme").exists()  # files and emptied folders
+    assert not (session.share_root / "models/mine").exists()
+    assert (finetuned / "adapter_model.safetensors").read_bytes() == b"the run's own weights"
+    assert (session.share_root / "model-cache/microsoft/Phi-3-mini-4k-instruct").is_dir()
+    assert not [p for p in (session.share_root / "app").rglob("*") if p.is_file()]
