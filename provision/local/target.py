@@ -47,6 +47,7 @@ from provision.template_params import ParamDeclaration
 from provision.upload_record import (
     NOT_UPLOADED_REASON,
     UPLOADED_REASON,
+    UPLOADS,
     PurgeSplit,
     purge_split,
 )
@@ -295,6 +296,11 @@ class LocalTarget:
             areas = [] if purge else [a for a in MODEL_AREAS if (self.share_dir / a).exists()]
             kept = [self.share_dir / area for area in areas]
             itemized = [item for item in self._share_entries() if item not in kept]
+            record = self.share_dir / UPLOADS
+            if not purge and record.is_file():  # so that a later --purge knows what is ours
+                kept.append(record)
+                itemized.remove(record.parent)
+                itemized += [item for item in sorted(record.parent.iterdir()) if item != record]
         if not purge and self.values.path.is_file():
             kept.append(self.values.path)  # values given for the target outlive `down`, as in azd
         delete: list[Path] = []
@@ -332,6 +338,8 @@ class LocalTarget:
     def _why_kept(self, path: Path, purge: bool) -> str:
         if path == self.values.path:
             return "values given with --set (--purge deletes them)"
+        if path == self.share_dir / UPLOADS:
+            return "what upload-model uploaded (--purge deletes those files)"
         if purge:
             return NOT_UPLOADED_REASON
         return "model files on the share (--purge deletes those aca-infer upload-model uploaded)"
@@ -418,7 +426,7 @@ def _why_deleted(path: Path, target: LocalTarget) -> str:
         return "the API keys provision generated"
     if path == target.config_path:
         return "the config provision wrote"
-    if path.parent == target.share_dir or path == target.share_dir:
+    if path == target.share_dir or target.share_dir in path.parents:
         return "the share's app area and releases deploy wrote"
     return "state of the local target (replica record, logs, runtime)"
 

@@ -490,6 +490,11 @@ def test_down_purge_deletes_what_upload_model_uploaded_and_keeps_the_rest(
     ours = [share / uploaded["model_path"], share / uploaded["adapter_path"]]
     assert all(folder.is_dir() for folder in ours)
 
+    # A plain down keeps the model files and the record of which are ours.
+    plain = project.run("down", "--yes")
+    assert plain.exit_code == 0, plain.stderr
+    assert all(folder.is_dir() for folder in ours) and not (share / "app/current").exists()
+
     down = project.run("down", "--purge", "--yes")
     assert down.exit_code == 0, down.stderr
     for folder in ours:
