@@ -142,6 +142,7 @@ KQL = re.compile(
 )
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 SYSTEM_TABLE = "ContainerAppSystemLogs_CL"
+PARTIAL_ERROR = "logs_partial_error"
 
 
 def query_error(status: int, code: str, message: str) -> Response:
@@ -176,6 +177,12 @@ def answer_query(double: AzureDouble, request: Request) -> Response:
         and datetime.fromisoformat(line.time.replace("Z", "+00:00")) > cutoff
     )
     columns = [{"name": "TimeGenerated", "type": "datetime"}, {"name": "Log_s", "type": "string"}]
-    return Response.of_json(
-        200, {"tables": [{"name": "PrimaryResult", "columns": columns, "rows": rows}]}
-    )
+    answer: dict[str, Any] = {
+        "tables": [{"name": "PrimaryResult", "columns": columns, "rows": rows}]
+    }
+    # config.extra["logs_partial_error"]: answer as Log Analytics does when a query ran out of
+    # limits, with the rows it has and an error beside them.
+    partial = (double.config.extra or {}).get(PARTIAL_ERROR)
+    if partial:
+        answer["error"] = {"code": "PartialError", "message": str(partial)}
+    return Response.of_json(200, answer)

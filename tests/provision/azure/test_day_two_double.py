@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 
@@ -214,6 +215,24 @@ def test_logs_since_query_failure_is_one_line_exit_4(session: DeploySession) -> 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"error: querying Log Analytics workspace {workspace}: ")
+
+
+def test_logs_since_partial_results_print_the_lines_then_the_error(
+    session: DeploySession,
+) -> None:
+    deployed = session.deployed()
+    session.double.config.update({"extra": {"logs_partial_error": "Query exceeded limits"}})
+    try:
+        result = _run(session, "logs", "--since", "1h")
+    finally:
+        session.double.config.update({"extra": {}})
+    assert result.exit_code == 4
+    assert f"starting release {deployed['release']}" in result.stdout
+    assert re.fullmatch(
+        r"error: querying Log Analytics workspace \S+: partial results only \(\d+ lines above\): "
+        r"PartialError: Query exceeded limits",
+        result.stderr.strip(),
+    )
 
 
 # -- down -----------------------------------------------------------------------------------
