@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 import click
 from click.core import ParameterSource
 
-from provision.errors import AcaInferError
+from provision.errors import AcaInferError, OperationError
 from provision.targets import TARGET_NAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -673,7 +673,14 @@ def logs(
         for line in lines:  # as they come; Ctrl-C ends it (exit 130)
             click.echo(line)
         return
-    _show(state, LogsResult(target=target, lines=list(lines)), target)
+    received: list[str] = []
+    try:
+        received.extend(lines)
+    except OperationError:
+        if received:  # a query that failed part-way: show what came, then the error
+            _show(state, LogsResult(target=target, lines=received), target)
+        raise
+    _show(state, LogsResult(target=target, lines=received), target)
 
 
 @cli.command()

@@ -15,8 +15,10 @@ revision serving until the new one is ready, so the other key works throughout.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -24,6 +26,7 @@ import httpx
 from provision.azure.arm import Arm, azure_errors
 from provision.azure.preflight import CREATED_BY, CREATED_BY_TAG, Existing
 from provision.azure.replica import AzureReplica
+from provision.azure.scope import logs_endpoint
 from provision.azure.share import AzureShare
 from provision.errors import NotReadyError, OperationError, PrerequisiteError
 from provision.keys import KEY_NAMES, generate_key
@@ -42,6 +45,8 @@ from provision.upload_record import NOT_UPLOADED_REASON, UPLOADED_REASON, purge_
 
 TARGET = "azure"
 MAX_TAIL = 300  # what the Container Apps log stream accepts for tailLines
+CONSOLE_TABLE = "ContainerAppConsoleLogs_CL"
+SYSTEM_TABLE = "ContainerAppSystemLogs_CL"
 OURS = f"created by provision (tag {CREATED_BY_TAG}={CREATED_BY})"
 NOT_OURS = f"not created by aca-infer (no {CREATED_BY_TAG}={CREATED_BY} tag): never deleted"
 
@@ -347,10 +352,8 @@ class AzureDayTwo:
 
     def log_lines(self, query: LogQuery) -> Iterator[str]:
         if query.since is not None:
-            raise PrerequisiteError(
-                "logs --since: reading Log Analytics is not built for the azure target yet; "
-                "use --tail N (the log stream keeps the last 300 lines)"
-            )
+            yield from self._workspace_lines(query.since, query.system, query.tail)
+            return
         tail = min(query.tail or MAX_TAIL, MAX_TAIL)
         url = self._stream_url(query.system)
         if url is None:
@@ -378,6 +381,49 @@ class AzureDayTwo:
             raise OperationError(
                 f"the log stream of container app {self.app_name} did not answer: {error}"
             ) from error
+
+    def _workspace_lines(self, since: timedelta, system: bool, tail: int | None) -> Iterator[str]:
+        """The app's lines of the last `since` from the environment's Log Analytics workspace
+        (where Container Apps sends console and system logs, a few minutes behind)."""
+        from azure.monitor.query import LogsQueryClient, LogsQueryStatus
+
+        name = str(self.config.get("LOG_ANALYTICS_NAME") or "")
+        if not name:
+            raise PrerequisiteError(
+                "logs --since: infra/inference.config.json names no LOG_ANALYTICS_NAME; "
+                "run aca-infer provision --target azure again"
+            )
+        with azure_errors(f"reading Log Analytics workspace {name}"):
+            workspace = self.arm.logs.workspaces.get(self.arm.group, name)
+        endpoint = logs_endpoint(os.environ)
+        client = LogsQueryClient(
+            self.arm.credential,
+            endpoint=endpoint.url,
+            credential_scopes=[endpoint.credential_scope],
+        )
+        seconds = max(int(since.total_seconds()), 1)
+        kql = (
+            f"{SYSTEM_TABLE if system else CONSOLE_TABLE}"
+            f" | where ContainerAppName_s == '{self.app_name}'"
+            f" | where TimeGenerated > ago({seconds}s)"
+            " | order by TimeGenerated asc"
+            " | project TimeGenerated, Log_s"
+        )
+        action = f"querying Log Analytics workspace {name}"
+        with azure_errors(action):
+            result = client.query_workspace(workspace.customer_id, kql, timespan=since)
+        if result.status == LogsQueryStatus.SUCCESS:
+            tables, problem = result.tables, None
+        else:
+            tables, problem = result.partial_data, result.partial_error
+        rows = [row for table in tables for row in table.rows]
+        for row in rows[-tail:] if tail else rows:
+            yield f"{row[0].isoformat()} {row[1]}"
+        if problem is not None:
+            raise OperationError(
+                f"{action}: partial results only ({len(rows)} lines above): "
+                f"{getattr(problem, 'code', 'Error')}: {getattr(problem, 'message', problem)}"
+            )
 
     def _stream_url(self, system: bool) -> str | None:
         """The live revision's newest replica console, or the app's event stream."""

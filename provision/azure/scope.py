@@ -27,6 +27,9 @@ PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
 PUBLIC_ARM_SCOPE = "https://management.azure.com/.default"
 ARM_ENDPOINT_ENV = "ACA_INFER_ARM_ENDPOINT"
 ARM_SCOPE_ENV = "ACA_INFER_ARM_SCOPE"
+PUBLIC_LOGS_ENDPOINT = "https://api.loganalytics.io"
+LOGS_ENDPOINT_ENV = "ACA_INFER_LOGS_ENDPOINT"
+LOGS_SCOPE_ENV = "ACA_INFER_LOGS_SCOPE"
 
 Ask = Callable[[str], str]
 
@@ -80,6 +83,24 @@ def arm_endpoint(flag: str | None, environ: Mapping[str, str]) -> ArmEndpoint:
         scope = environ[ARM_SCOPE_ENV]
     else:
         scope = PUBLIC_ARM_SCOPE if url == PUBLIC_ARM_ENDPOINT else f"{url}/.default"
+    return ArmEndpoint(url=url, credential_scope=scope, source=source)
+
+
+def logs_endpoint(environ: Mapping[str, str]) -> ArmEndpoint:
+    """The Log Analytics query API: ACA_INFER_LOGS_ENDPOINT, else the public cloud's.
+
+    Its token scope is ACA_INFER_LOGS_SCOPE when set, else `<endpoint>/.default`, as for ARM.
+    """
+    url = environ.get(LOGS_ENDPOINT_ENV) or PUBLIC_LOGS_ENDPOINT
+    source = LOGS_ENDPOINT_ENV if environ.get(LOGS_ENDPOINT_ENV) else "public cloud"
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc or parts.path not in ("", "/"):
+        raise InputError(
+            f"{source} {url!r}: give the HTTPS root of a Log Analytics query endpoint, "
+            "e.g. https://api.loganalytics.us"
+        )
+    url = url.rstrip("/")
+    scope = environ.get(LOGS_SCOPE_ENV) or f"{url}/.default"
     return ArmEndpoint(url=url, credential_scope=scope, source=source)
 
 

@@ -54,6 +54,7 @@ from tests.azure_double.lro import OperationFailed, Operations
 from tests.azure_double.models import body_problem, model_class
 from tests.azure_double.replicas import (
     CommandNotRunnable,
+    ConsoleLine,
     Probe,
     Replica,
     ReplicaSpec,
@@ -907,6 +908,18 @@ class AppsProvider:
     def replicas_for_log(self, app_id: str, revision: str) -> list[Replica]:
         entry = self._apps.get(app_id.lower())
         return entry.runtime.logged_replicas(revision) if entry else []
+
+    def console_of(self, name: str) -> list[ConsoleLine]:
+        """Every console line of every revision's replicas of the apps named `name`."""
+        with self._lock:
+            entries = [e for e in self._apps.values() if e.id.lower().endswith(f"/{name}")]
+        return [
+            line
+            for entry in entries
+            for revision in list(entry.runtime.revisions)
+            for replica in entry.runtime.logged_replicas(revision)
+            for line in replica.console_lines()
+        ]
 
     def app_id_of(self, sub: str, resource_group: str, name: str) -> str | None:
         key = f"/subscriptions/{sub}/resourceGroups/{resource_group}/providers/{NAMESPACE}"

@@ -1,5 +1,7 @@
 """Microsoft.OperationalInsights workspaces: create/get/list/delete and sharedKeys (the
-environment module reads the workspace's customerId and primary shared key)."""
+environment module reads the workspace's customerId and primary shared key), and the Log
+Analytics query API (`POST /v1/workspaces/{customerId}/query`, served on the ARM listener, which
+the launcher's ACA_INFER_LOGS_ENDPOINT points at) answering from the replicas' consoles."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import base64
 import re
 import secrets
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from tests.azure_double.apps_logstream import SYSTEM_PREFIX
 from tests.azure_double.http import Request, Response, arm_error
 from tests.azure_double.resources import (
     api_version_problem,
@@ -123,3 +127,62 @@ class Workspaces:
             },
         )
         return Response.of_json(200 if existing else 201, workspace)
+
+
+# ---- the query API (api.loganalytics.io) ---------------------------------------------------
+
+QUERY_PATH = re.compile(r"^/v1/workspaces/(?P<workspace>[^/]+)/query$", re.IGNORECASE)
+# Only the KQL aca-infer sends: one table, the app-name filter, ago(), time order, two columns.
+KQL = re.compile(
+    r"^(?P<table>ContainerAppConsoleLogs_CL|ContainerAppSystemLogs_CL)"
+    r" \| where ContainerAppName_s == '(?P<app>[a-z0-9-]+)'"
+    r" \| where TimeGenerated > ago\((?P<amount>\d+)(?P<unit>[smhd])\)"
+    r" \| order by TimeGenerated asc"
+    r" \| project TimeGenerated, Log_s$"
+)
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+SYSTEM_TABLE = "ContainerAppSystemLogs_CL"
+PARTIAL_ERROR = "logs_partial_error"
+
+
+def query_error(status: int, code: str, message: str) -> Response:
+    return Response.of_json(status, {"error": {"code": code, "message": message}})
+
+
+def answer_query(double: AzureDouble, request: Request) -> Response:
+    """POST /v1/workspaces/{customerId}/query: the app's console (or system) lines of the
+    replicas the apps module runs, as tables/columns/rows."""
+    match = QUERY_PATH.match(request.path)
+    if match is None or request.method != "POST":
+        return query_error(404, "PathNotFoundError", f"No route {request.method} {request.path}.")
+    workspaces = [
+        w
+        for w in double.store.list(f"/subscriptions/{double.subscription_id}/resourceGroups/")
+        if w.get("type") == WORKSPACE_TYPE
+        and w["properties"].get("customerId") == match["workspace"]
+    ]
+    if not workspaces:
+        return query_error(404, "WorkspaceNotFoundError", "The workspace could not be found.")
+    body = request.json() or {}
+    kql = KQL.match(str(body.get("query", "")).strip())
+    if kql is None:
+        return query_error(400, "BadArgumentError", "The double answers only aca-infer's query.")
+    cutoff = datetime.now(UTC) - timedelta(seconds=int(kql["amount"]) * UNIT_S[kql["unit"]])
+    lines = double.apps.console_of(kql["app"]) if double.apps is not None else []
+    system = kql["table"] == SYSTEM_TABLE
+    rows = sorted(
+        [line.time, line.text.removeprefix(SYSTEM_PREFIX)]
+        for line in lines
+        if line.text.startswith(SYSTEM_PREFIX) == system
+        and datetime.fromisoformat(line.time.replace("Z", "+00:00")) > cutoff
+    )
+    columns = [{"name": "TimeGenerated", "type": "datetime"}, {"name": "Log_s", "type": "string"}]
+    answer: dict[str, Any] = {
+        "tables": [{"name": "PrimaryResult", "columns": columns, "rows": rows}]
+    }
+    # config.extra["logs_partial_error"]: answer as Log Analytics does when a query ran out of
+    # limits, with the rows it has and an error beside them.
+    partial = (double.config.extra or {}).get(PARTIAL_ERROR)
+    if partial:
+        answer["error"] = {"code": "PartialError", "message": str(partial)}
+    return Response.of_json(200, answer)

@@ -31,6 +31,7 @@ from tests.azure_double.store import Store
 from tests.azure_double.tls import Certificates, create_certificates
 
 CONTROL_PREFIX = "/_double/"
+LOGS_QUERY_PREFIX = "/v1/workspaces/"  # the Log Analytics query API shares the ARM listener
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class AzureDouble:
         self.ca_bundle = self.state_dir / "tls" / "ca.pem"
         self.env: dict[str, str] = {}
         self._started = False
+        self.apps: Any = None  # the Microsoft.App provider, when this checkout has it
         # Set by stop(): background work (deployments waiting on resources) ends promptly.
         self.stopping = threading.Event()
 
@@ -124,7 +126,7 @@ class AzureDouble:
             part.install(self)
         apps = _optional_module("apps")
         if apps is not None:
-            apps.install(self)
+            self.apps = apps.install(self)
             if hasattr(apps, "shutdown"):
                 self.on_stop(lambda: apps.shutdown(self))
         files_module = _optional_module("files")
@@ -249,9 +251,11 @@ class AzureDouble:
         response = self._faulted(request, read_body)
         if response is None:
             request.body = read_body(None)
-            response = check_bearer(request, self.signing_key, self.tenant_id) or self.arm.handle(
-                request
-            )
+            response = check_bearer(request, self.signing_key, self.tenant_id)
+            if response is None and request.path.lower().startswith(LOGS_QUERY_PREFIX):
+                response = loganalytics.answer_query(self, request)
+            if response is None:
+                response = self.arm.handle(request)
         self._record(request, response.status)
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
         return response

@@ -23,6 +23,7 @@ from tests.azure_double.server import AzureDouble
 
 ENV_KEYS = {
     "ACA_INFER_ARM_ENDPOINT",
+    "ACA_INFER_LOGS_ENDPOINT",
     "AZURE_SUBSCRIPTION_ID",
     "AZURE_TENANT_ID",
     "AZURE_TOKEN_CREDENTIALS",

@@ -74,6 +74,7 @@ def install(double: AzureDouble) -> dict[str, str]:
     )
     return {
         "ACA_INFER_ARM_ENDPOINT": double.arm_endpoint,
+        "ACA_INFER_LOGS_ENDPOINT": double.arm_endpoint,
         "AZURE_SUBSCRIPTION_ID": double.subscription_id,
         "AZURE_TENANT_ID": double.tenant_id,
         "AZURE_TOKEN_CREDENTIALS": "dev",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from click.testing import Result
 
 from provision.azure.target import AzureTarget
 from provision.targets import LogQuery
+from tests.azure_double.faults import Fault
 from tests.provision.azure import test_deploy_double
 from tests.provision.azure.test_deploy_double import TIMEOUT, DeploySession
 from tests.provision.test_model_upload import make_adapter, make_base
@@ -183,13 +185,56 @@ def test_logs_of_a_stopped_app_say_what_to_run(session: DeploySession) -> None:
     assert "has no replica to read the console of (stopped or scaled to zero)" in result.stderr
 
 
-def test_logs_since_is_one_line_exit_3(session: DeploySession) -> None:
-    result = _run(session, "logs", "--since", "15m")
-    assert result.exit_code == 3
-    assert result.stderr.strip().splitlines() == [
-        "error: logs --since: reading Log Analytics is not built for the azure target yet; "
-        "use --tail N (the log stream keeps the last 300 lines)"
-    ]
+def test_logs_since_prints_the_replica_console_from_log_analytics(
+    session: DeploySession,
+) -> None:
+    deployed = session.deployed()
+    result = _run(session, "logs", "--since", "1h")
+    assert result.exit_code == 0, result.stderr
+    assert f"starting release {deployed['release']}" in result.stdout
+    assert "[double]" not in result.stdout  # platform events are in the system table
+
+
+def test_logs_since_system_prints_the_platform_events(session: DeploySession) -> None:
+    session.deployed()
+    main = session.app_dir / "__main__.py"
+    main.write_text('raise RuntimeError("broken at import")\n' + main.read_text())
+    assert session.deploy("--ready-timeout", TIMEOUT).exit_code == 5
+    events = _run(session, "logs", "--since", "1h", "--system")
+    assert events.exit_code == 0, events.stderr
+    assert "exited" in events.stdout
+    assert "starting release" not in events.stdout
+
+
+def test_logs_since_query_failure_is_one_line_exit_4(session: DeploySession) -> None:
+    session.deployed()
+    workspace = session.config()["LOG_ANALYTICS_NAME"]
+    session.double.faults.add(
+        Fault(path=r"/v1/workspaces/.*/query", status=400, code="SemanticError")
+    )
+    result = _run(session, "logs", "--since", "1h")
+    assert result.exit_code == 4
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: querying Log Analytics workspace {workspace}: ")
+
+
+def test_logs_since_partial_results_print_the_lines_then_the_error(
+    session: DeploySession,
+) -> None:
+    deployed = session.deployed()
+    session.double.config.update({"extra": {"logs_partial_error": "Query exceeded limits"}})
+    try:
+        result = _run(session, "logs", "--since", "1h")
+    finally:
+        session.double.config.update({"extra": {}})
+    assert result.exit_code == 4
+    assert f"starting release {deployed['release']}" in result.stdout
+    assert re.fullmatch(
+        r"error: querying Log Analytics workspace \S+: partial results only \(\d+ lines above\): "
+        r"PartialError: Query exceeded limits",
+        result.stderr.strip(),
+    )
 
 
 # -- down -----------------------------------------------------------------------------------

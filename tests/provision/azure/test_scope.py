@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.azure.scope import ScopeFlags, arm_endpoint, resolve_scope
+from provision.azure.scope import ScopeFlags, arm_endpoint, logs_endpoint, resolve_scope
 from provision.errors import InputError
 
 SUB_A = "aaaaaaaa-0000-0000-0000-000000000000"
@@ -100,3 +100,20 @@ def test_arm_endpoint_and_its_token_scope() -> None:
     )
     assert audience.credential_scope == "https://management.core.example/.default"
     assert audience.source == "--arm-endpoint"
+
+
+def test_logs_endpoint_and_its_token_scope() -> None:
+    public = logs_endpoint({})
+    assert (public.url, public.credential_scope) == (
+        "https://api.loganalytics.io",
+        "https://api.loganalytics.io/.default",
+    )
+    other = logs_endpoint(
+        {
+            "ACA_INFER_LOGS_ENDPOINT": "https://api.loganalytics.us/",
+            "ACA_INFER_LOGS_SCOPE": "https://api.loganalytics.us/.default",
+        }
+    )
+    assert (other.url, other.source) == ("https://api.loganalytics.us", "ACA_INFER_LOGS_ENDPOINT")
+    with pytest.raises(InputError, match="ACA_INFER_LOGS_ENDPOINT 'http://logs'"):
+        logs_endpoint({"ACA_INFER_LOGS_ENDPOINT": "http://logs"})
