@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from provision.errors import PrerequisiteError
+from provision.fsutil import read_json
 from provision.share import Share
 from provision.wheelhouse import ImagePlatform
 
@@ -282,3 +284,14 @@ def get_target(name: str, project_dir: Path) -> Target:
 
         return AzureTarget(project_dir)
     raise ValueError(f"unknown target {name!r}")
+
+
+def read_provisioned_config(config_path: Path, target: str) -> dict[str, Any]:
+    """The config `provision` wrote for `target`; before any provision, say what to run."""
+    if not config_path.is_file():
+        raise PrerequisiteError(
+            f"the {target} target is not provisioned ({config_path} is missing); "
+            f"run: aca-infer provision --target {target}"
+        )
+    config: dict[str, Any] = read_json(config_path)
+    return config

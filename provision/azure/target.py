@@ -30,8 +30,8 @@ from provision.azure.replica import AzureReplica, container_env
 from provision.azure.request import SECURE_PARAMETERS, ProvisionRequest, build_request
 from provision.azure.scope import PUBLIC_ARM_ENDPOINT, Scope, ScopeFlags, arm_endpoint
 from provision.azure.share import AzureShare, ShareLocation
-from provision.errors import InputError, OperationError, PrerequisiteError
-from provision.fsutil import read_json, write_json_atomic
+from provision.errors import InputError, OperationError
+from provision.fsutil import write_json_atomic
 from provision.keys import PRIMARY, SECONDARY, generate_keys
 from provision.parameters import template_path
 from provision.target_state import TargetState
@@ -48,6 +48,7 @@ from provision.targets import (
     RotateResult,
     ScaleResult,
     TargetDescription,
+    read_provisioned_config,
 )
 from provision.wheelhouse import DEFAULT_IMAGE, ImagePlatform, platform_for_image
 
@@ -67,13 +68,7 @@ class AzureTarget:
     # -- what provision wrote --------------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
-        if not self.config_path.is_file():
-            raise PrerequisiteError(
-                f"the azure target is not provisioned ({self.config_path} is missing); "
-                "run: aca-infer provision --target azure"
-            )
-        config: dict[str, Any] = read_json(self.config_path)
-        return config
+        return read_provisioned_config(self.config_path, self.name)
 
     def _arm_from_config(self) -> tuple[Arm, dict[str, Any]]:
         config = self._config()

@@ -42,6 +42,7 @@ from provision.targets import (
     RotateResult,
     ScaleResult,
     TargetDescription,
+    read_provisioned_config,
 )
 from provision.template_params import ParamDeclaration
 from provision.upload_record import (
@@ -113,13 +114,7 @@ class LocalTarget:
     # -- state written by provision ------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
-        if not self.config_path.is_file():
-            raise PrerequisiteError(
-                f"the local target is not provisioned ({self.config_path} is missing); "
-                "run: aca-infer provision --target local"
-            )
-        config: dict[str, Any] = read_json(self.config_path)
-        return config
+        return read_provisioned_config(self.config_path, self.name)
 
     @property
     def share(self) -> LocalShare:
