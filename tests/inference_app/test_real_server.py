@@ -24,6 +24,23 @@ def client(server: RealServer, key: str = PRIMARY_KEY) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=60)
 
 
+def wait_for_cancel_and_idle(real_server, cancelled_before: float) -> None:
+    """The engine counted one more cancelled generation and runs nothing any more."""
+    wait_until(
+        lambda: (
+            engine_gauge(real_server, "aca_infer_engine_requests_cancelled_total")
+            > cancelled_before
+        ),
+        30,
+        "the engine to cancel the generation",
+    )
+    wait_until(
+        lambda: engine_gauge(real_server, "aca_infer_engine_running_sequences") == 0,
+        30,
+        "the engine to go idle",
+    )
+
+
 def test_models_list_base_and_adapter(real_server: RealServer) -> None:
     ids = [model.id for model in client(real_server).models.list()]
     assert ids == [BASE_MODEL, ADAPTER]
@@ -219,19 +236,7 @@ def test_client_that_disconnects_stops_its_generation(real_server: RealServer) -
     for _, _chunk in zip(range(3), stream, strict=False):
         pass
     stream.close()
-    wait_until(
-        lambda: (
-            engine_gauge(real_server, "aca_infer_engine_requests_cancelled_total")
-            > cancelled_before
-        ),
-        30,
-        "the engine to cancel the generation",
-    )
-    wait_until(
-        lambda: engine_gauge(real_server, "aca_infer_engine_running_sequences") == 0,
-        30,
-        "the engine to go idle",
-    )
+    wait_for_cancel_and_idle(real_server, cancelled_before)
     generated = (
         engine_gauge(real_server, "aca_infer_engine_generation_tokens_total") - tokens_before
     )
@@ -279,19 +284,7 @@ def test_client_that_gives_up_on_a_non_streaming_request(real_server: RealServer
             headers={"api-key": PRIMARY_KEY, "x-request-id": request_id},
             timeout=httpx.Timeout(60, read=0.5),
         )
-    wait_until(
-        lambda: (
-            engine_gauge(real_server, "aca_infer_engine_requests_cancelled_total")
-            > cancelled_before
-        ),
-        30,
-        "the engine to cancel the generation",
-    )
-    wait_until(
-        lambda: engine_gauge(real_server, "aca_infer_engine_running_sequences") == 0,
-        30,
-        "the engine to go idle",
-    )
+    wait_for_cancel_and_idle(real_server, cancelled_before)
 
     def entries() -> list[dict[str, object]]:
         text = real_server.log_file.read_text()[log_start:]
