@@ -6,13 +6,18 @@
    weights; a table of well-known architectures when the base has no safetensors).
 2. Files go to the share's AI Toolkit layout: `model-cache/<org>/<base folder>` and
    `models/<name>/adapter` (name default `qlora/qlora/gpu_model`, the AI Toolkit's own path).
-3. Each file is written in ranges of `CHUNK_BYTES` by `WORKERS` threads; each thread reads its
-   own range from disk when it runs, so memory stays near WORKERS x CHUNK_BYTES whatever the
-   file size. A file appears under its name only once whole (`Share.open_upload`).
-4. Every file is verified after upload (its SHA-256 read back from the share). A re-run uploads
-   only what is missing or different: a file of the same size whose hash on the share
-   (`Share.sha256`) equals the local one is left alone. An interrupted file never appears
-   under its name, so it is simply uploaded again.
+3. Each file is written in ranges of `CHUNK_BYTES` by `WORKERS` threads: the source is read
+   once, in order, and hashed as it is read, with at most WORKERS ranges read ahead of those
+   sent, so memory stays near 2 x WORKERS x CHUNK_BYTES whatever the file size. A file appears
+   under its name only once whole (`Share.open_upload`); if the source changed while it was
+   read (its hash differs from the one taken before), the upload is refused.
+4. A re-run uploads only what is missing or different: a file of the same size whose hash on the
+   share (`Share.sha256`: on Azure the hash recorded at upload, over bytes the service checked
+   range by range with Content-MD5, never a read-back) equals the local one is left alone; after
+   upload each file is verified the same way (size and hash under its name). An interrupted
+   file never appears under its name: on Azure its temporary is resumed from the ranges already
+   stored (only the missing ones are sent), and the temporaries of interrupted uploads of other
+   content are removed from the folders written to (`Share.discard_stale_uploads`).
 5. The folders and files uploaded are recorded on the share (`provision/upload_record.py`):
    `down --purge` deletes exactly those.
 6. `modelPath`/`adapterPath` are kept for the target (as `--set` keeps them); the next
@@ -23,13 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import struct
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from posixpath import dirname
 from typing import Any
 
 from provision.errors import InputError, OperationError
@@ -87,6 +92,8 @@ class UploadModelResult:
     uploaded: int
     unchanged: int
     bytes_uploaded: int
+    bytes_resumed: int  # already on the share from an interrupted upload: not sent again
+    stale_uploads_removed: int
     verified: int
     next_step: str
 
@@ -203,31 +210,62 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _settle(pending: set[Future[None]], keep: int) -> set[Future[None]]:
+    """Wait until at most `keep` of the sends are running; a failed one raises here."""
+    while len(pending) > keep:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            future.result()
+    return pending
+
+
 def _upload_file(
     share: Share,
     local: Path,
     remote: str,
     size: int,
+    sha: str,
     settings: UploadModelSettings,
     advance: Advance,
-) -> None:
-    upload = share.open_upload(remote, size)
-    fd = os.open(local, os.O_RDONLY)
+) -> int:
+    """Send what the share lacks of `local`; returns the bytes sent."""
+    upload = share.open_upload(remote, size, sha)
+    digest = hashlib.sha256()
+    sent = 0
+
+    def send(offset: int, data: bytes) -> None:
+        upload.write_range(offset, data)
+        advance(len(data))
+
     try:
-
-        def send(offset: int) -> None:
-            data = os.pread(fd, min(settings.chunk_bytes, size - offset), offset)
-            upload.write_range(offset, data)
-            advance(len(data))
-
-        with ThreadPoolExecutor(settings.workers, thread_name_prefix="upload") as pool:
-            list(pool.map(send, range(0, size, settings.chunk_bytes)))
+        pending: set[Future[None]] = set()
+        with (
+            local.open("rb") as source,
+            ThreadPoolExecutor(settings.workers, thread_name_prefix="upload") as pool,
+        ):
+            try:
+                for offset in range(0, size, settings.chunk_bytes):
+                    data = source.read(min(settings.chunk_bytes, size - offset))
+                    digest.update(data)
+                    if upload.stored(offset, len(data)):
+                        advance(len(data))
+                        continue
+                    pending = _settle(pending, settings.workers)
+                    pending.add(pool.submit(send, offset, data))
+                    sent += len(data)
+                _settle(pending, 0)
+            finally:
+                for future in pending:
+                    future.cancel()
+        if digest.hexdigest() != sha:
+            raise OperationError(
+                f"{local} changed while it was uploaded; run upload-model again once it is final"
+            )
         upload.commit()
     except BaseException:
         upload.abort()
         raise
-    finally:
-        os.close(fd)
+    return sent
 
 
 @dataclass
@@ -235,6 +273,8 @@ class _Tally:
     uploaded: int = 0
     unchanged: int = 0
     bytes_uploaded: int = 0
+    bytes_resumed: int = 0
+    stale_uploads_removed: int = 0
     verified: int = 0
 
 
@@ -250,9 +290,11 @@ def _upload_tree(
     # Ours: what an earlier run wrote plus what this run writes. A file already there and equal
     # (e.g. the fine-tuning run's own base model) is not claimed, so --purge keeps it.
     ours = dict(uploaded_folders(share).get(remote_dir, {}))
+    folders: set[str] = set()
     for local in _shipped(local_dir):
         relative = local.relative_to(local_dir).as_posix()
         remote = f"{remote_dir}/{relative}"
+        folders.add(dirname(remote))
         size = local.stat().st_size
         sha = file_sha256(local)
         if share.size(remote) == size and share.sha256(remote) == sha:
@@ -262,15 +304,23 @@ def _upload_tree(
         progress(f"upload {relative} ({size} bytes) to {remote_dir}")
         ours[relative] = size
         record_upload(share, remote_dir, ours)  # before the bytes: an interrupted file counts
-        _upload_file(share, local, remote, size, settings, advance)
-        if share.sha256(remote) != sha:
+        sent = _upload_file(share, local, remote, size, sha, settings, advance)
+        if sent < size:
+            progress(f"resumed {relative}: {size - sent} bytes were already on the share")
+        if share.size(remote) != size or share.sha256(remote) != sha:
             raise OperationError(
                 f"{remote} on {share.describe()} does not match {local} after upload; rerun "
                 "upload-model (it uploads only what is missing or different)"
             )
         tally.uploaded += 1
         tally.verified += 1
-        tally.bytes_uploaded += size
+        tally.bytes_uploaded += sent
+        tally.bytes_resumed += size - sent
+    for folder in sorted(folders):
+        removed = share.discard_stale_uploads(folder)
+        if removed:
+            progress(f"removed {removed} temporaries of interrupted uploads in {folder}")
+        tally.stale_uploads_removed += removed
 
 
 def total_bytes(settings: UploadModelSettings) -> int:
@@ -304,6 +354,8 @@ def upload_model(
         uploaded=tally.uploaded,
         unchanged=tally.unchanged,
         bytes_uploaded=tally.bytes_uploaded,
+        bytes_resumed=tally.bytes_resumed,
+        stale_uploads_removed=tally.stale_uploads_removed,
         verified=tally.verified,
         next_step=f"aca-infer up --target {target.name}",
     )

@@ -9,6 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+# A temporary of an upload that has not been written to for this long is left over by a process
+# that died on another machine (one on this machine is known dead by its pid): longer than the
+# SDK's retries of one range take, so a live upload is never taken for dead.
+STALE_UPLOAD_SECONDS = 15 * 60
+
 
 class RangedUpload(Protocol):
     """One file being written in ranges, possibly from several threads at once; invisible under
@@ -16,13 +21,19 @@ class RangedUpload(Protocol):
     uploaded with Put Range, then renamed; local: `pwrite` into a temporary file, then
     `os.replace`)."""
 
+    def stored(self, offset: int, length: int) -> bool:
+        """True when these bytes are already stored: an upload that resumes what an interrupted
+        upload of the same content (same SHA-256) left behind."""
+
     def write_range(self, offset: int, data: bytes) -> None: ...
 
     def commit(self) -> None:
         """Make the file appear under its name, whole, replacing an older one."""
 
     def abort(self) -> None:
-        """Drop what was written; the name keeps its previous content."""
+        """Stop; the name keeps its previous content. What was written is dropped, or kept where
+        the target resumes uploads (a later `open_upload` of the same content picks it up, and
+        `discard_stale_uploads` removes it otherwise)."""
 
 
 class Share(Protocol):
@@ -53,8 +64,15 @@ class Share(Protocol):
         may answer from a hash it stored beside the file when it committed it (e.g. Azure file
         metadata), as long as no other writer can change the content without it."""
 
-    def open_upload(self, path: str, size: int) -> RangedUpload:
-        """Start writing a file of `size` bytes in ranges (large files: model weights)."""
+    def open_upload(self, path: str, size: int, sha256: str) -> RangedUpload:
+        """Start writing a file of `size` bytes whose content has this SHA-256, in ranges
+        (large files: model weights). The hash names the content: a target may resume a
+        temporary an interrupted upload of the same content left, and keep the hash with the
+        file so that `sha256` need not read it back."""
+
+    def discard_stale_uploads(self, folder: str) -> int:
+        """Delete the temporaries that interrupted uploads (`open_upload`) left in `folder`,
+        but none that a running upload is writing; returns how many."""
 
 
 def read_bytes_or_none(share: Share, path: str) -> bytes | None:

@@ -9,6 +9,13 @@ replace puts it in place, so a reader (a replica's SMB mount) never sees half a 
 whose connection drops is retried by the SDK's retry policy, which also backs off on ServerBusy
 (503); a body that never arrived stays under its temporary name and the next deploy uploads it.
 
+Large files (`open_upload`, model weights) are written in ranges, each Put Range carrying its
+Content-MD5: the service refuses a range whose bytes differ from what was sent (Md5Mismatch), so
+every stored range is whole and exact; a refused range is sent again. The temporary carries the
+content's SHA-256 and its writer (host, pid) in its metadata: an upload killed halfway leaves it,
+and the next upload of the same content resumes it from the ranges the service lists as written
+(Get Ranges), while `discard_stale_uploads` deletes the ones no running upload writes to.
+
 `create_exclusive` is a rename without replace (the service refuses it when the name exists), and
 the file so created is leased (file leases are infinite): the deploy lock. While this client holds
 the lease, no other client can rewrite or delete the lock; a lock taken over as stale (see
@@ -18,21 +25,37 @@ deploy_lock.py) has its lease broken first, and only then.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from posixpath import dirname
 from typing import Any
 
 from provision.azure.arm import Arm
 from provision.errors import OperationError
+from provision.processes import pid_alive
+from provision.share import STALE_UPLOAD_SECONDS
 
 # Backs off 1 s, then 3, 5, 9, 17, 33 s: long enough for ServerBusy to pass on a busy account.
 RETRY_INITIAL_BACKOFF, RETRY_INCREMENT_BASE, RETRY_TOTAL = 1, 2, 6
 TEMPORARY_PREFIX = ".upload-"
 MAX_RANGE_BYTES = 4 << 20  # the most one Put Range request may carry
+MD5_ATTEMPTS = 3  # a range the service refuses as corrupted in flight is sent this many times
+# File metadata (names are C# identifiers, case-insensitive): the content's SHA-256, the last
+# write time it belongs to, and, on a temporary, the host and pid of the upload writing it.
+META_SHA256 = "sha256"
+META_HASHED_WRITE = "sha256lastwrite"
+META_HOST = "uploadhost"
+META_PID = "uploadpid"
+# Temporaries this process is writing now (share-relative paths): a leftover of this very
+# process (an aborted upload) is stale, one it is writing is not.
+_WRITING: set[str] = set()
+_WRITING_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -66,31 +89,107 @@ def _storage_errors(action: str) -> Iterator[None]:
         raise OperationError(f"{action}: cannot reach the share ({error})") from error
 
 
+def _merged(ranges: Iterator[Any]) -> list[tuple[int, int]]:
+    """Get Ranges' (start, end) pairs, inclusive, with adjacent ones joined (the service may list
+    two neighbouring Put Ranges apart)."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted((int(r.start), int(r.end)) for r in ranges):
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 class AzureUpload:
     """A file written in ranges under a temporary name (created at its full size first), then
-    renamed over its name: readers see the old file or the whole new one."""
+    renamed over its name: readers see the old file or the whole new one.
 
-    def __init__(self, share: AzureShare, path: str, temporary: Any) -> None:
+    Every range goes with its Content-MD5, and keeps the temporary's last write time (`preserve`),
+    so that time stays the one the upload began with; the rename sets the content's SHA-256 and
+    that time as the file's metadata (see `AzureShare.sha256`)."""
+
+    def __init__(
+        self,
+        share: AzureShare,
+        path: str,
+        temporary: Any,
+        temporary_path: str,
+        sha256: str,
+        write_time: datetime,
+        stored: list[tuple[int, int]],
+    ) -> None:
         self._share = share
         self._path = path
         self._temporary = temporary
+        self._temporary_path = temporary_path
+        self._sha256 = sha256
+        self._write_time = write_time
+        self._stored = stored
+
+    def stored(self, offset: int, length: int) -> bool:
+        last = offset + length - 1
+        return any(start <= offset and last <= end for start, end in self._stored)
 
     def write_range(self, offset: int, data: bytes) -> None:
+        from azure.core.exceptions import HttpResponseError
+
         view = memoryview(data)
         with _storage_errors(f"uploading {self._path} to {self._share.describe()}"):
             for start in range(0, len(view), MAX_RANGE_BYTES):
-                piece = view[start : start + MAX_RANGE_BYTES]
-                self._temporary.upload_range(bytes(piece), offset + start, len(piece))
+                piece = bytes(view[start : start + MAX_RANGE_BYTES])
+                for attempt in range(1, MD5_ATTEMPTS + 1):
+                    try:
+                        self._temporary.upload_range(
+                            piece,
+                            offset + start,
+                            len(piece),
+                            validate_content="md5",
+                            file_last_write_mode="preserve",
+                        )
+                        break
+                    except HttpResponseError as error:
+                        # Bytes changed on the way: the service stored nothing of this range.
+                        if _error_code(error) != "Md5Mismatch" or attempt == MD5_ATTEMPTS:
+                            raise
 
     def commit(self) -> None:
-        with _storage_errors(f"renaming the upload of {self._path} on {self._share.describe()}"):
-            self._temporary.rename_file(self._path, overwrite=True)
+        metadata = {
+            META_SHA256: self._sha256,
+            META_HASHED_WRITE: self._write_time.isoformat(),
+        }
+        try:
+            with _storage_errors(
+                f"renaming the upload of {self._path} on {self._share.describe()}"
+            ):
+                self._temporary.rename_file(
+                    self._path,
+                    overwrite=True,
+                    metadata=metadata,
+                    file_last_write_time=self._write_time,
+                )
+        finally:
+            _writing(self._temporary_path, False)
 
     def abort(self) -> None:
+        """Keep the temporary when it holds ranges: the next upload of the same content resumes
+        it, and `discard_stale_uploads` removes it otherwise."""
         from azure.core.exceptions import AzureError
 
+        _writing(self._temporary_path, False)
+        if self._stored:
+            return
         with suppress(AzureError):
-            self._temporary.delete_file()
+            if not _merged(self._temporary.list_ranges()):
+                self._temporary.delete_file()
+
+
+def _writing(temporary_path: str, writing: bool) -> None:
+    with _WRITING_LOCK:
+        if writing:
+            _WRITING.add(temporary_path)
+        else:
+            _WRITING.discard(temporary_path)
 
 
 class AzureShare:
@@ -195,9 +294,13 @@ class AzureShare:
             self._folders.add(name)
 
     def _temporary_beside(self, path: str) -> Any:
+        return self._file(self._temporary_path_beside(path))
+
+    @staticmethod
+    def _temporary_path_beside(path: str) -> str:
         folder = dirname(path)
         name = f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}"
-        return self._file(f"{folder}/{name}" if folder else name)
+        return f"{folder}/{name}" if folder else name
 
     def _in_folder(self, path: str, create: Any) -> None:
         """`create()` a file beside `path`; its folders are made only when the service says a
@@ -314,15 +417,119 @@ class AzureShare:
                 return None
 
     def sha256(self, path: str) -> str:
-        """Read back as a stream (what is stored, not what was sent)."""
+        """From the file's metadata when `open_upload` wrote it: one properties request.
+
+        Sound because the recorded hash is of the source bytes the upload sent, and the service
+        stored each range only after checking its Content-MD5, so the file holds exactly those
+        bytes; and the hash counts only while the file's last write time is still the one
+        recorded beside it: any later write (a Put Range, a rewrite over SMB, which keeps the
+        metadata) moves that time, and a rewrite through REST (`az storage file upload`) drops
+        the metadata. Otherwise, and for files other tools put there, the content is read back
+        as a stream (what is stored, not what was sent)."""
+        with _storage_errors(f"reading {path} on {self.describe()}"):
+            properties = self._file(path).get_file_properties()
+        recorded = _recorded_sha256(properties)
+        if recorded is not None:
+            return recorded
         digest = hashlib.sha256()
         with _storage_errors(f"reading {path} on {self.describe()}"):
             for block in self._file(path).download_file(max_concurrency=4).chunks():
                 digest.update(block)
         return digest.hexdigest()
 
-    def open_upload(self, path: str, size: int) -> AzureUpload:
+    # -- uploads in ranges, resumable --------------------------------------------------------
+
+    def open_upload(self, path: str, size: int, sha256: str) -> AzureUpload:
+        """A new temporary beside `path`, or the stale one an interrupted upload of the same
+        content left (claimed by rewriting its writer), resumed from the ranges it holds."""
         with _storage_errors(f"creating {path} on {self.describe()}"):
-            temporary = self._temporary_beside(path)
-            self._in_folder(path, lambda: temporary.create_file(size))
-        return AzureUpload(self, path, temporary)
+            for temporary_path, properties in self._temporaries(dirname(path)):
+                metadata = properties.metadata or {}
+                if (
+                    int(properties.size) == size
+                    and metadata.get(META_SHA256) == sha256
+                    and self._stale(temporary_path, properties)
+                ):
+                    temporary = self._file(temporary_path)
+                    temporary.set_file_metadata(_upload_metadata(sha256))
+                    stored = _merged(temporary.list_ranges())
+                    write_time = properties.last_write_time
+                    break
+            else:
+                temporary_path = self._temporary_path_beside(path)
+                temporary = self._file(temporary_path)
+                write_time = datetime.now(UTC).replace(microsecond=0)
+                self._in_folder(
+                    path,
+                    lambda: temporary.create_file(
+                        size, file_last_write_time=write_time, metadata=_upload_metadata(sha256)
+                    ),
+                )
+                stored = []
+        _writing(temporary_path, True)
+        return AzureUpload(self, path, temporary, temporary_path, sha256, write_time, stored)
+
+    def discard_stale_uploads(self, folder: str) -> int:
+        """Delete the temporaries of `open_upload` in `folder` that no running upload writes:
+        its writer's pid is gone from this host (or it is this process's own aborted one), or
+        nothing wrote to it for STALE_UPLOAD_SECONDS (a writer on another machine)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        removed = 0
+        with _storage_errors(f"removing stale uploads in {folder} on {self.describe()}"):
+            for temporary_path, properties in self._temporaries(folder):
+                if self._stale(temporary_path, properties):
+                    with suppress(ResourceNotFoundError):
+                        self._file(temporary_path).delete_file()
+                        removed += 1
+        return removed
+
+    def _temporaries(self, folder: str) -> Iterator[tuple[str, Any]]:
+        """The upload temporaries in `folder` (none when it is missing) with their properties."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        listing = self.client.get_directory_client(folder).list_directories_and_files(
+            name_starts_with=TEMPORARY_PREFIX
+        )
+        try:
+            names = [str(e.name) for e in listing if not e.is_directory]
+        except ResourceNotFoundError:
+            return
+        for name in names:
+            temporary_path = f"{folder}/{name}" if folder else name
+            try:
+                yield temporary_path, self._file(temporary_path).get_file_properties()
+            except ResourceNotFoundError:
+                continue  # committed or removed meanwhile
+
+    def _stale(self, temporary_path: str, properties: Any) -> bool:
+        metadata = properties.metadata or {}
+        if metadata.get(META_HOST) == socket.gethostname():
+            try:
+                pid = int(metadata.get(META_PID, ""))
+            except ValueError:
+                pid = 0
+            if pid == os.getpid():
+                with _WRITING_LOCK:
+                    return temporary_path not in _WRITING
+            if pid and not pid_alive(pid):
+                return True
+        idle = datetime.now(UTC) - properties.last_modified
+        return idle.total_seconds() > STALE_UPLOAD_SECONDS
+
+
+def _upload_metadata(sha256: str) -> dict[str, str]:
+    return {META_SHA256: sha256, META_HOST: socket.gethostname(), META_PID: str(os.getpid())}
+
+
+def _recorded_sha256(properties: Any) -> str | None:
+    """The SHA-256 that `AzureUpload.commit` recorded, if the file was not written since."""
+    metadata = properties.metadata or {}
+    recorded, hashed_write = metadata.get(META_SHA256), metadata.get(META_HASHED_WRITE)
+    if not recorded or not hashed_write or properties.last_write_time is None:
+        return None
+    try:
+        written = datetime.fromisoformat(hashed_write)
+    except ValueError:
+        return None
+    return str(recorded) if written == properties.last_write_time else None

@@ -5,24 +5,35 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from provision.fsutil import write_bytes_atomic
+from provision.processes import pid_alive
+from provision.share import STALE_UPLOAD_SECONDS
 
 HASH_BLOCK = 1 << 20
+# `.<name>.<pid of the writer>-<mkstemp's random part>.part`
+TEMPORARY = re.compile(r"^\..+\.(\d+)-[^.]+\.part$")
 
 
 class LocalUpload:
-    """A temporary file beside the target, written with `pwrite` (safe from several threads)."""
+    """A temporary file beside the target, written with `pwrite` (safe from several threads).
+    Its name carries the writer's pid, so a later run can tell a dead upload's leftover."""
 
     def __init__(self, target: Path, size: int) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         self.target = target
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        prefix = f".{target.name}.{os.getpid()}-"
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".part")
         self.fd, self.temporary = fd, Path(name)
         os.ftruncate(fd, size)
+
+    def stored(self, offset: int, length: int) -> bool:
+        return False  # a local copy is fast: an interrupted one starts over
 
     def write_range(self, offset: int, data: bytes) -> None:
         view = memoryview(data)
@@ -98,5 +109,20 @@ class LocalShare:
                 digest.update(block)
         return digest.hexdigest()
 
-    def open_upload(self, path: str, size: int) -> LocalUpload:
+    def open_upload(self, path: str, size: int, sha256: str) -> LocalUpload:
         return LocalUpload(self._path(path), size)
+
+    def discard_stale_uploads(self, folder: str) -> int:
+        """Remove the temporaries of uploads whose process is gone (the local target's uploads
+        run on this machine), or that nothing wrote to for STALE_UPLOAD_SECONDS."""
+        base = self._path(folder)
+        removed = 0
+        for entry in base.iterdir() if base.is_dir() else ():
+            match = TEMPORARY.match(entry.name)
+            if match is None or not entry.is_file():
+                continue
+            idle = time.time() - entry.stat().st_mtime
+            if not pid_alive(int(match.group(1))) or idle > STALE_UPLOAD_SECONDS:
+                entry.unlink(missing_ok=True)
+                removed += 1
+        return removed

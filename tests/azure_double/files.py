@@ -11,8 +11,8 @@ Requests are authenticated by `files_auth`, refused in the service's XML shape b
 leases, snapshots, copies, handles, service properties) answers 501 NotImplemented, which the
 SDK does not retry.
 
-Faults for tests: `hold_lease` (a lease held by another client) and `drop_uploads` (a connection
-dropped mid-upload); the core's generic faults (429, 503 with Retry-After ...) reach this
+Faults for tests: `hold_lease` (a lease held by another client), `drop_uploads` (a connection
+dropped mid-upload) and `corrupt_uploads` (a range's bytes changed in flight); the core's generic faults (429, 503 with Retry-After ...) reach this
 listener too. Every request lands in the double's request log.
 """
 
@@ -179,6 +179,7 @@ class FileService:
         self._double = double
         self._bearer_valid = bearer_valid
         self.state = FilesState()
+        self.corruptions = Faults()  # Put Ranges whose body changes in flight (corrupt_uploads)
 
     # ----- entry point -------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
@@ -616,8 +617,8 @@ class FileService:
             if request.headers.get(name)
         }
         record.written = WrittenRanges.whole(len(body))
-        self._apply_smb_times(request, record)
         record.touch(self.state.clock, located.path)
+        self._apply_smb_times(request, record)  # a last write time sent is kept, as created
         return Response(201, headers=self._smb_headers(record, located.path, False))
 
     def _set_properties(self, request: Request, record: ItemRecord, path: Path) -> None:
@@ -686,6 +687,8 @@ class FileService:
         if end >= size:
             raise invalid_range(size)
         body = request.body
+        if self.corruptions.take("files", "PUT", request.path, "comp=range") is not None:
+            body = bytes([body[0] ^ 0xFF]) + body[1:] if body else body
         headers: dict[str, str] = {}
         if write == "update":
             if len(body) != length:
@@ -822,7 +825,7 @@ class FileService:
             record.metadata = metadata
         if request.headers.get("x-ms-content-type"):
             record.content["Content-Type"] = request.headers["x-ms-content-type"]
-        record.changed = datetime.now(UTC)
+        self._apply_smb_times(request, record)  # times sent are set; the others are preserved
         return Response(200, headers=self._smb_headers(record, wanted, directory))
 
     # ----- faults and helpers for tests ----------------------------------------------------
@@ -873,6 +876,16 @@ def drop_uploads(
             read_bytes=read_bytes,
             times=times,
         )
+    )
+
+
+def corrupt_uploads(double: object, *, path: str | None = None, times: int = 1) -> Fault:
+    """Fault "bytes corrupted in flight": the next `times` put-range requests (to paths matching
+    the regex `path`) arrive with their first byte changed. A request carrying Content-MD5 is
+    then refused as the service refuses it (400 Md5Mismatch) and nothing of it is stored; one
+    without stores the corrupted bytes, as the service would."""
+    return service_of(double).corruptions.add(
+        Fault(listener="files", method="PUT", path=path, query="comp=range", times=times)
     )
 
 

@@ -108,8 +108,8 @@ class DroppingShare(LocalShare):
         super().__init__(root)
         self.ranges_left = ranges_left
 
-    def open_upload(self, path: str, size: int) -> LocalUpload:
-        upload = super().open_upload(path, size)
+    def open_upload(self, path: str, size: int, sha256: str) -> LocalUpload:
+        upload = super().open_upload(path, size, sha256)
         real = upload.write_range
 
         def write_range(offset: int, data: bytes) -> None:
