@@ -43,7 +43,7 @@ from provision.target_state import TargetState, updated
 from provision.targets import Progress, Target
 from provision.upload_record import record_upload, uploaded_folders
 
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 4 << 20  # one Azure Put Range: a resumed upload skips exactly the ranges stored
 WORKERS = 4
 HASH_BLOCK = 1 << 20
 DEFAULT_ADAPTER_NAME = "qlora/qlora/gpu_model"

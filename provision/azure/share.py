@@ -68,7 +68,9 @@ class ShareLocation:
 
 
 def _error_code(error: Exception) -> str:
-    return str(getattr(error, "error_code", None) or "")
+    # The SDK gives a StorageErrorCode (a str enum whose str() is its name) or a plain string.
+    code = getattr(error, "error_code", None)
+    return str(getattr(code, "value", code) or "")
 
 
 def _status(error: Exception) -> int | None:

@@ -43,7 +43,7 @@ from azure.storage.fileshare import (
 )
 
 from tests.azure_double.faults import Fault
-from tests.azure_double.files import drop_uploads, hold_lease
+from tests.azure_double.files import corrupt_uploads, drop_uploads, hold_lease
 from tests.azure_double.files_auth import sign, string_to_sign
 from tests.azure_double.http import Request
 from tests.azure_double.sdk import resources_client, storage_client, use_double_env
@@ -204,6 +204,44 @@ def test_empty_and_md5_checked_uploads(share: ShareClient) -> None:
     checked = share.get_file_client("checked.txt")
     checked.upload_file(b"checked body", validate_content=True)
     assert checked.download_file().readall() == b"checked body"
+
+
+def test_a_range_corrupted_in_flight_is_refused_by_its_md5_and_nothing_is_stored(
+    double: AzureDouble, share: ShareClient
+) -> None:
+    file = share.get_file_client("weights.bin")
+    file.create_file(8)
+    corrupt_uploads(double, path=r"/weights\.bin$", times=2)
+
+    with pytest.raises(HttpResponseError) as refused:
+        file.upload_range(b"checked!", 0, 8, validate_content="md5")
+    assert refused.value.status_code == 400 and _code(refused.value) == "Md5Mismatch"
+    assert list(file.list_ranges()) == []  # the refused range left nothing behind
+
+    # Without Content-MD5 the service cannot tell: the corrupted bytes are stored.
+    file.upload_range(b"unproven", 0, 8)
+    assert file.download_file().readall() == bytes([ord("u") ^ 0xFF]) + b"nproven"
+    file.upload_range(b"checked!", 0, 8, validate_content="md5")  # the faults are used up
+    assert file.download_file().readall() == b"checked!"
+
+
+def test_the_last_write_time_sent_is_kept_through_preserving_ranges_and_a_rename(
+    share: ShareClient,
+) -> None:
+    stamp = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    staged = share.get_file_client("staged")
+    staged.create_file(4, file_last_write_time=stamp, metadata={"state": "partial"})
+    staged.upload_range(b"data", 0, 4, file_last_write_mode="preserve")
+    assert staged.get_file_properties().last_write_time == stamp
+
+    later = stamp + timedelta(hours=1)
+    final = staged.rename_file(
+        "final", metadata={"state": "whole"}, file_last_write_time=later
+    ).get_file_properties()
+    assert (final.metadata, final.last_write_time) == ({"state": "whole"}, later)
+
+    share.get_file_client("final").upload_range(b"next", 0, 4)  # a write moves the time
+    assert share.get_file_client("final").get_file_properties().last_write_time != later
 
 
 def test_clearing_a_range_zeroes_it_and_changes_the_etag(share: ShareClient) -> None:

@@ -73,8 +73,8 @@ class DeploySession(Session):
         return value
 
 
-@pytest.fixture
-def session(azure_double: AzureDouble, tmp_path: Path) -> Iterator[DeploySession]:
+def deploy_session(azure_double: AzureDouble, tmp_path: Path) -> DeploySession:
+    """A provisioned project (the stand-in app seeded, the model files on the share)."""
     project = tmp_path / "project"
     copy_templates(project)
     write_standin_app(project)
@@ -87,7 +87,12 @@ def session(azure_double: AzureDouble, tmp_path: Path) -> Iterator[DeploySession
     result = session.provision("-g", GROUP, "-l", LOCATION, "--set", f"containerImage={IMAGE}")
     assert result.exit_code == 0, result.stderr
     write_model_files(session.share_root)
-    yield session
+    return session
+
+
+@pytest.fixture
+def session(azure_double: AzureDouble, tmp_path: Path) -> Iterator[DeploySession]:
+    yield deploy_session(azure_double, tmp_path)
 
 
 # The stand-in server's own files stay in every edited tree, so each release can get ready.
