@@ -445,31 +445,38 @@ class AzureShare:
         """A new temporary beside `path`, or the stale one an interrupted upload of the same
         content left (claimed by rewriting its writer), resumed from the ranges it holds."""
         with _storage_errors(f"creating {path} on {self.describe()}"):
-            for temporary_path, properties in self._temporaries(dirname(path)):
-                metadata = properties.metadata or {}
-                if (
-                    int(properties.size) == size
-                    and metadata.get(META_SHA256) == sha256
-                    and self._stale(temporary_path, properties)
-                ):
-                    temporary = self._file(temporary_path)
-                    temporary.set_file_metadata(_upload_metadata(sha256))
-                    stored = _merged(temporary.list_ranges())
-                    write_time = properties.last_write_time
-                    break
+            resumable = self._resumable(dirname(path), size, sha256)
+            if resumable is not None:
+                temporary_path, properties = resumable
+                temporary = self._file(temporary_path)
+                temporary.set_file_metadata(_upload_metadata(sha256))
+                stored = _merged(temporary.list_ranges())
+                write_time = properties.last_write_time
             else:
                 temporary_path = self._temporary_path_beside(path)
                 temporary = self._file(temporary_path)
                 write_time = datetime.now(UTC).replace(microsecond=0)
+                metadata = _upload_metadata(sha256)
                 self._in_folder(
                     path,
                     lambda: temporary.create_file(
-                        size, file_last_write_time=write_time, metadata=_upload_metadata(sha256)
+                        size, file_last_write_time=write_time, metadata=metadata
                     ),
                 )
                 stored = []
         _writing(temporary_path, True)
         return AzureUpload(self, path, temporary, temporary_path, sha256, write_time, stored)
+
+    def _resumable(self, folder: str, size: int, sha256: str) -> tuple[str, Any] | None:
+        """A stale temporary in `folder` holding (part of) this very content."""
+        for temporary_path, properties in self._temporaries(folder):
+            if (
+                int(properties.size) == size
+                and (properties.metadata or {}).get(META_SHA256) == sha256
+                and self._stale(temporary_path, properties)
+            ):
+                return temporary_path, properties
+        return None
 
     def discard_stale_uploads(self, folder: str) -> int:
         """Delete the temporaries of `open_upload` in `folder` that no running upload writes:

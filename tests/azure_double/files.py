@@ -12,8 +12,9 @@ leases, snapshots, copies, handles, service properties) answers 501 NotImplement
 SDK does not retry.
 
 Faults for tests: `hold_lease` (a lease held by another client), `drop_uploads` (a connection
-dropped mid-upload) and `corrupt_uploads` (a range's bytes changed in flight); the core's generic faults (429, 503 with Retry-After ...) reach this
-listener too. Every request lands in the double's request log.
+dropped mid-upload) and `corrupt_uploads` (a range's bytes changed in flight); the core's
+generic faults (429, 503 with Retry-After ...) reach this listener too. Every request lands in
+the double's request log.
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +143,29 @@ def test_an_interrupted_upload_leaves_no_partial_file_and_resumes(
     assert (model / "tokenizer.json").read_bytes() == (
         given.base_dir / "tokenizer.json"
     ).read_bytes()
+
+
+def test_a_rerun_removes_temporaries_whose_upload_is_gone_but_not_a_running_one(
+    tmp_path: Path, target: FakeTarget
+) -> None:
+    given = settings(tmp_path)
+    folder = tmp_path / "share/model-cache/microsoft/Phi-3-mini-4k-instruct"
+    folder.mkdir(parents=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gone = folder / f".tokenizer.json.{int(finished.stdout)}-k1lled00.part"
+    gone.write_bytes(b"half a file")
+    running = folder / f".tokenizer.json.{os.getpid()}-runn1ng0.part"
+    running.write_bytes(b"being written")
+    result = upload_model(
+        target, TargetState(tmp_path / "project", "fake"), given, quiet, lambda n: None
+    )
+    assert result.stale_uploads_removed == 1
+    assert not gone.exists() and running.exists()
 
 
 def test_an_adapter_for_another_base_is_refused_before_anything_is_copied(

@@ -133,8 +133,10 @@ def test_an_upload_killed_halfway_resumes_its_ranges_and_leaves_no_temporary(
     os.utime(old, (1_000_000_000, 1_000_000_000))
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "provision", "--project-dir", str(session.project)]
-        + ["--output", "json", *arguments(model)],
+        [
+            *(sys.executable, "-m", "provision", "--project-dir", str(session.project)),
+            *("--output", "json", *arguments(model)),
+        ],
         env={**os.environ, **session.env()},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
