@@ -16,8 +16,9 @@
    range by range with Content-MD5, never a read-back) equals the local one is left alone; after
    upload each file is verified the same way (size and hash under its name). An interrupted
    file never appears under its name: on Azure its temporary is resumed from the ranges already
-   stored (only the missing ones are sent), and the temporaries of interrupted uploads of other
-   content are removed from the folders written to (`Share.discard_stale_uploads`).
+   stored (only the missing ones are sent) when the source file has not been written since that
+   upload began hashing it, and the temporaries of other interrupted uploads are removed from
+   the folders written to (`Share.discard_stale_uploads`), never one a running upload writes.
 5. The folders and files uploaded are recorded on the share (`provision/upload_record.py`):
    `down --purge` deletes exactly those.
 6. `modelPath`/`adapterPath` are kept for the target (as `--set` keeps them); the next
@@ -30,6 +31,7 @@ import hashlib
 import json
 import re
 import struct
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -38,7 +40,7 @@ from posixpath import dirname
 from typing import Any
 
 from provision.errors import InputError, OperationError
-from provision.share import Share
+from provision.share import Share, UploadSource
 from provision.target_state import TargetState, updated
 from provision.targets import Progress, Target
 from provision.upload_record import record_upload, uploaded_folders
@@ -221,15 +223,14 @@ def _settle(pending: set[Future[None]], keep: int) -> set[Future[None]]:
 
 def _upload_file(
     share: Share,
-    local: Path,
+    source: UploadSource,
     remote: str,
-    size: int,
-    sha: str,
     settings: UploadModelSettings,
     advance: Advance,
 ) -> int:
-    """Send what the share lacks of `local`; returns the bytes sent."""
-    upload = share.open_upload(remote, size, sha)
+    """Send what the share lacks of the source file; returns the bytes sent."""
+    local, size = source.local, source.size
+    upload = share.open_upload(remote, source)
     digest = hashlib.sha256()
     sent = 0
 
@@ -240,12 +241,12 @@ def _upload_file(
     try:
         pending: set[Future[None]] = set()
         with (
-            local.open("rb") as source,
+            local.open("rb") as reader,
             ThreadPoolExecutor(settings.workers, thread_name_prefix="upload") as pool,
         ):
             try:
                 for offset in range(0, size, settings.chunk_bytes):
-                    data = source.read(min(settings.chunk_bytes, size - offset))
+                    data = reader.read(min(settings.chunk_bytes, size - offset))
                     digest.update(data)
                     if upload.stored(offset, len(data)):
                         advance(len(data))
@@ -257,7 +258,7 @@ def _upload_file(
             finally:
                 for future in pending:
                     future.cancel()
-        if digest.hexdigest() != sha:
+        if digest.hexdigest() != source.sha256:
             raise OperationError(
                 f"{local} changed while it was uploaded; run upload-model again once it is final"
             )
@@ -295,7 +296,8 @@ def _upload_tree(
         relative = local.relative_to(local_dir).as_posix()
         remote = f"{remote_dir}/{relative}"
         folders.add(dirname(remote))
-        size = local.stat().st_size
+        found = local.stat()
+        size, hashed_at = found.st_size, time.time()
         sha = file_sha256(local)
         if share.size(remote) == size and share.sha256(remote) == sha:
             tally.unchanged += 1
@@ -304,7 +306,8 @@ def _upload_tree(
         progress(f"upload {relative} ({size} bytes) to {remote_dir}")
         ours[relative] = size
         record_upload(share, remote_dir, ours)  # before the bytes: an interrupted file counts
-        sent = _upload_file(share, local, remote, size, sha, settings, advance)
+        source = UploadSource(local, size, sha, found.st_mtime, hashed_at)
+        sent = _upload_file(share, source, remote, settings, advance)
         if sent < size:
             progress(f"resumed {relative}: {size - sent} bytes were already on the share")
         if share.size(remote) != size or share.sha256(remote) != sha:

@@ -7,12 +7,25 @@ temporary name, then rename), so a reader never sees a half-written file.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 # A temporary of an upload that has not been written to for this long is left over by a process
 # that died on another machine (one on this machine is known dead by its pid): longer than the
 # SDK's retries of one range take, so a live upload is never taken for dead.
 STALE_UPLOAD_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class UploadSource:
+    """The local file an `open_upload` copies, as it was found before it was hashed."""
+
+    local: Path
+    size: int
+    sha256: str
+    modified: float  # its st_mtime, taken before hashing it
+    hashed_at: float  # time.time() when reading it for its hash began
 
 
 class RangedUpload(Protocol):
@@ -64,11 +77,12 @@ class Share(Protocol):
         may answer from a hash it stored beside the file when it committed it (e.g. Azure file
         metadata), as long as no other writer can change the content without it."""
 
-    def open_upload(self, path: str, size: int, sha256: str) -> RangedUpload:
-        """Start writing a file of `size` bytes whose content has this SHA-256, in ranges
-        (large files: model weights). The hash names the content: a target may resume a
-        temporary an interrupted upload of the same content left, and keep the hash with the
-        file so that `sha256` need not read it back."""
+    def open_upload(self, path: str, source: UploadSource) -> RangedUpload:
+        """Start writing a copy of `source` in ranges (large files: model weights). A target may
+        resume the temporary an interrupted upload of the same source file left, provided the
+        file has not changed since that upload began hashing it (so every range it stored came
+        from these very bytes), and keep the hash with the file so that `sha256` need not read
+        it back."""
 
     def discard_stale_uploads(self, folder: str) -> int:
         """Delete the temporaries that interrupted uploads (`open_upload`) left in `folder`,

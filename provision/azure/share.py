@@ -12,9 +12,10 @@ whose connection drops is retried by the SDK's retry policy, which also backs of
 Large files (`open_upload`, model weights) are written in ranges, each Put Range carrying its
 Content-MD5: the service refuses a range whose bytes differ from what was sent (Md5Mismatch), so
 every stored range is whole and exact; a refused range is sent again. The temporary carries the
-content's SHA-256 and its writer (host, pid) in its metadata: an upload killed halfway leaves it,
-and the next upload of the same content resumes it from the ranges the service lists as written
-(Get Ranges), while `discard_stale_uploads` deletes the ones no running upload writes to.
+content's SHA-256, its source file and its writer (host, pid) in its metadata: an upload killed
+halfway leaves it, and the next upload of the same, unchanged source resumes it from the ranges
+the service lists as written (Get Ranges), while `discard_stale_uploads` deletes the ones no
+running upload writes to.
 
 `create_exclusive` is a rename without replace (the service refuses it when the name exists), and
 the file so created is leased (file leases are infinite): the deploy lock. While this client holds
@@ -39,7 +40,7 @@ from typing import Any
 from provision.azure.arm import Arm
 from provision.errors import OperationError
 from provision.processes import pid_alive
-from provision.share import STALE_UPLOAD_SECONDS
+from provision.share import STALE_UPLOAD_SECONDS, UploadSource
 
 # Backs off 1 s, then 3, 5, 9, 17, 33 s: long enough for ServerBusy to pass on a busy account.
 RETRY_INITIAL_BACKOFF, RETRY_INCREMENT_BASE, RETRY_TOTAL = 1, 2, 6
@@ -47,11 +48,14 @@ TEMPORARY_PREFIX = ".upload-"
 MAX_RANGE_BYTES = 4 << 20  # the most one Put Range request may carry
 MD5_ATTEMPTS = 3  # a range the service refuses as corrupted in flight is sent this many times
 # File metadata (names are C# identifiers, case-insensitive): the content's SHA-256, the last
-# write time it belongs to, and, on a temporary, the host and pid of the upload writing it.
+# write time it belongs to, and, on a temporary, the host and pid of the upload writing it, the
+# source file it copies (a hash of host and path) and when its hashing began.
 META_SHA256 = "sha256"
 META_HASHED_WRITE = "sha256lastwrite"
 META_HOST = "uploadhost"
 META_PID = "uploadpid"
+META_SOURCE = "uploadsource"
+META_HASHED_AT = "uploadhashedat"
 # Temporaries this process is writing now (share-relative paths): a leftover of this very
 # process (an aborted upload) is stale, one it is writing is not.
 _WRITING: set[str] = set()
@@ -441,38 +445,47 @@ class AzureShare:
 
     # -- uploads in ranges, resumable --------------------------------------------------------
 
-    def open_upload(self, path: str, size: int, sha256: str) -> AzureUpload:
+    def open_upload(self, path: str, source: UploadSource) -> AzureUpload:
         """A new temporary beside `path`, or the stale one an interrupted upload of the same
-        content left (claimed by rewriting its writer), resumed from the ranges it holds."""
+        source file left (claimed by rewriting its writer), resumed from the ranges it holds."""
         with _storage_errors(f"creating {path} on {self.describe()}"):
-            resumable = self._resumable(dirname(path), size, sha256)
+            resumable = self._resumable(dirname(path), source)
             if resumable is not None:
                 temporary_path, properties = resumable
                 temporary = self._file(temporary_path)
-                temporary.set_file_metadata(_upload_metadata(sha256))
+                temporary.set_file_metadata(_upload_metadata(source))
                 stored = _merged(temporary.list_ranges())
                 write_time = properties.last_write_time
             else:
                 temporary_path = self._temporary_path_beside(path)
                 temporary = self._file(temporary_path)
                 write_time = datetime.now(UTC).replace(microsecond=0)
-                metadata = _upload_metadata(sha256)
+                metadata = _upload_metadata(source)
                 self._in_folder(
                     path,
                     lambda: temporary.create_file(
-                        size, file_last_write_time=write_time, metadata=metadata
+                        source.size, file_last_write_time=write_time, metadata=metadata
                     ),
                 )
                 stored = []
         _writing(temporary_path, True)
-        return AzureUpload(self, path, temporary, temporary_path, sha256, write_time, stored)
+        return AzureUpload(self, path, temporary, temporary_path, source.sha256, write_time, stored)
 
-    def _resumable(self, folder: str, size: int, sha256: str) -> tuple[str, Any] | None:
-        """A stale temporary in `folder` holding (part of) this very content."""
+    def _resumable(self, folder: str, source: UploadSource) -> tuple[str, Any] | None:
+        """A stale temporary in `folder` that an upload of this very source file (same host,
+        same path, same size and SHA-256) left, the file unchanged since that upload began
+        hashing it: each range it stored holds these bytes (its MD5 was checked on arrival)."""
         for temporary_path, properties in self._temporaries(folder):
+            metadata = properties.metadata or {}
+            try:
+                hashed_at = float(metadata.get(META_HASHED_AT, ""))
+            except ValueError:
+                continue
             if (
-                int(properties.size) == size
-                and (properties.metadata or {}).get(META_SHA256) == sha256
+                int(properties.size) == source.size
+                and metadata.get(META_SHA256) == source.sha256
+                and metadata.get(META_SOURCE) == _source_id(source)
+                and source.modified < hashed_at
                 and self._stale(temporary_path, properties)
             ):
                 return temporary_path, properties
@@ -527,8 +540,20 @@ class AzureShare:
         return idle.total_seconds() > STALE_UPLOAD_SECONDS
 
 
-def _upload_metadata(sha256: str) -> dict[str, str]:
-    return {META_SHA256: sha256, META_HOST: socket.gethostname(), META_PID: str(os.getpid())}
+def _source_id(source: UploadSource) -> str:
+    """The source file on this host, as metadata can carry it (ASCII, whatever the path)."""
+    named = f"{socket.gethostname()}\0{source.local.resolve()}"
+    return hashlib.sha256(named.encode()).hexdigest()[:32]
+
+
+def _upload_metadata(source: UploadSource) -> dict[str, str]:
+    return {
+        META_SHA256: source.sha256,
+        META_HOST: socket.gethostname(),
+        META_PID: str(os.getpid()),
+        META_SOURCE: _source_id(source),
+        META_HASHED_AT: repr(source.hashed_at),
+    }
 
 
 def _recorded_sha256(properties: Any) -> str | None:

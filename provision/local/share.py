@@ -13,7 +13,7 @@ from pathlib import Path
 
 from provision.fsutil import write_bytes_atomic
 from provision.processes import pid_alive
-from provision.share import STALE_UPLOAD_SECONDS
+from provision.share import STALE_UPLOAD_SECONDS, UploadSource
 
 HASH_BLOCK = 1 << 20
 # `.<name>.<pid of the writer>-<mkstemp's random part>.part`
@@ -109,8 +109,8 @@ class LocalShare:
                 digest.update(block)
         return digest.hexdigest()
 
-    def open_upload(self, path: str, size: int, sha256: str) -> LocalUpload:
-        return LocalUpload(self._path(path), size)
+    def open_upload(self, path: str, source: UploadSource) -> LocalUpload:
+        return LocalUpload(self._path(path), source.size)
 
     def discard_stale_uploads(self, folder: str) -> int:
         """Remove the temporaries of uploads whose process is gone (the local target's uploads

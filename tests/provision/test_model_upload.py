@@ -16,6 +16,7 @@ from safetensors.numpy import save_file
 from provision.errors import InputError
 from provision.local.share import LocalShare, LocalUpload
 from provision.model_upload import UploadModelSettings, upload_model
+from provision.share import UploadSource
 from provision.target_state import TargetState
 from provision.upload_record import uploaded_folders
 from tests.provision.fakes import FakeTarget
@@ -111,8 +112,8 @@ class DroppingShare(LocalShare):
         super().__init__(root)
         self.ranges_left = ranges_left
 
-    def open_upload(self, path: str, size: int, sha256: str) -> LocalUpload:
-        upload = super().open_upload(path, size, sha256)
+    def open_upload(self, path: str, source: UploadSource) -> LocalUpload:
+        upload = super().open_upload(path, source)
         real = upload.write_range
 
         def write_range(offset: int, data: bytes) -> None:

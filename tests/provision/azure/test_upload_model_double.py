@@ -123,15 +123,9 @@ def test_ranges_corrupted_every_time_fail_exit_4_and_no_file_appears(
     assert temporaries(folder) == []
 
 
-def test_an_upload_killed_halfway_resumes_its_ranges_and_leaves_no_temporary(
-    session: DeploySession, model: tuple[Path, Path]
-) -> None:
-    folder = session.share_root / "model-cache/microsoft/Phi-3-mini-4k-instruct"
-    # A temporary some older upload left long ago: removed by the next run.
-    old = folder / ".upload-0123456789ab"
-    old.write_bytes(b"left over")
-    os.utime(old, (1_000_000_000, 1_000_000_000))
-
+def kill_halfway(session: DeploySession, model: tuple[Path, Path]) -> None:
+    """Run upload-model in a child process and SIGKILL it once two ranges of the weights are
+    stored (their temporary left on the share, with the killed pid)."""
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "provision", "--project-dir", str(session.project)),
@@ -155,6 +149,18 @@ def test_an_upload_killed_halfway_resumes_its_ranges_and_leaves_no_temporary(
     finally:
         process.kill()
         process.wait()
+
+
+def test_an_upload_killed_halfway_resumes_its_ranges_and_leaves_no_temporary(
+    session: DeploySession, model: tuple[Path, Path]
+) -> None:
+    folder = session.share_root / "model-cache/microsoft/Phi-3-mini-4k-instruct"
+    # A temporary some older upload left long ago: removed by the next run.
+    old = folder / ".upload-0123456789ab"
+    old.write_bytes(b"left over")
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+
+    kill_halfway(session, model)
     size = (model[0] / "weights.bin").stat().st_size
     everything = sum(p.stat().st_size for d in model for p in d.iterdir())
     assert not (folder / "weights.bin").exists(), "the kill came too late: the file was whole"
@@ -165,4 +171,21 @@ def test_an_upload_killed_halfway_resumes_its_ranges_and_leaves_no_temporary(
     assert resumed["bytes_uploaded"] <= everything - resumed["bytes_resumed"]
     assert resumed["stale_uploads_removed"] == 1  # the old one; the killed one was resumed
     assert (folder / "weights.bin").read_bytes() == (model[0] / "weights.bin").read_bytes()
+    assert temporaries(folder) == []
+
+
+def test_a_source_written_since_the_killed_upload_is_sent_whole(
+    session: DeploySession, model: tuple[Path, Path]
+) -> None:
+    folder = session.share_root / "model-cache/microsoft/Phi-3-mini-4k-instruct"
+    kill_halfway(session, model)
+    # Rewritten after the killed upload began hashing it (here with the same bytes): the
+    # ranges it stored cannot be told to be of the file as it is now.
+    weights = model[0] / "weights.bin"
+    weights.write_bytes(weights.read_bytes())
+
+    again = upload(session, model)
+    assert again["bytes_resumed"] == 0
+    assert again["stale_uploads_removed"] == 1  # the killed upload's temporary
+    assert (folder / "weights.bin").read_bytes() == weights.read_bytes()
     assert temporaries(folder) == []
