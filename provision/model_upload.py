@@ -6,11 +6,12 @@
    weights; a table of well-known architectures when the base has no safetensors).
 2. Files go to the share's AI Toolkit layout: `model-cache/<org>/<base folder>` and
    `models/<name>/adapter` (name default `qlora/qlora/gpu_model`, the AI Toolkit's own path).
-3. Each file is written in ranges of `CHUNK_BYTES` by `WORKERS` threads: the source is read
-   once, in order, and hashed as it is read, with at most WORKERS ranges read ahead of those
-   sent, so memory stays near 2 x WORKERS x CHUNK_BYTES whatever the file size. A file appears
-   under its name only once whole (`Share.open_upload`); if the source changed while it was
-   read (its hash differs from the one taken before), the upload is refused.
+3. Each file is hashed first (SHA-256, streamed: it decides what to upload and names the
+   content), then written in ranges of `CHUNK_BYTES` by `WORKERS` threads: read again in order
+   and hashed again as it is read, with at most WORKERS ranges read ahead of those sent, so
+   memory stays near 2 x WORKERS x CHUNK_BYTES whatever the file size. A file appears under its
+   name only once whole (`Share.open_upload`); if the source changed while it was sent (the two
+   hashes differ), the upload is refused.
 4. A re-run uploads only what is missing or different: a file of the same size whose hash on the
    share (`Share.sha256`: on Azure the hash recorded at upload, over bytes the service checked
    range by range with Content-MD5, never a read-back) equals the local one is left alone; after
