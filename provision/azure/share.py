@@ -17,14 +17,15 @@ deploy_lock.py) has its lease broken first, and only then.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from posixpath import dirname
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from provision.azure.arm import Arm
 from provision.errors import OperationError
@@ -32,6 +33,8 @@ from provision.errors import OperationError
 # Backs off 1 s, then 3, 5, 9, 17, 33 s: long enough for ServerBusy to pass on a busy account.
 RETRY_INITIAL_BACKOFF, RETRY_INCREMENT_BASE, RETRY_TOTAL = 1, 2, 6
 TEMPORARY_PREFIX = ".upload-"
+P = ParamSpec("P")
+T = TypeVar("T")
 MAX_RANGE_BYTES = 4 << 20  # the most one Put Range request may carry
 
 
@@ -48,7 +51,7 @@ def _error_code(error: Exception) -> str:
     return str(getattr(error, "error_code", None) or "")
 
 
-def _status(error: Exception) -> int | None:
+def _status(error: BaseException) -> int | None:
     return getattr(error, "status_code", None)
 
 
@@ -64,6 +67,18 @@ def _storage_errors(action: str) -> Iterator[None]:
         raise OperationError(f"{action}: {code}: {message}") from error
     except AzureError as error:
         raise OperationError(f"{action}: cannot reach the share ({error})") from error
+
+
+def _authorizing(
+    method: Callable[Concatenate[AzureShare, P], T],
+) -> Callable[Concatenate[AzureShare, P], T]:
+    """A Share operation run through `AzureShare._authorized` (see there)."""
+
+    @functools.wraps(method)
+    def run(share: AzureShare, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return share._authorized(lambda: method(share, *args, **kwargs))
+
+    return run
 
 
 class AzureUpload:
@@ -103,6 +118,7 @@ class AzureShare:
         self._client: Any = None
         self._folders: set[str] = {""}
         self._leases: dict[str, str] = {}  # path -> lease id this client holds
+        self._settled = False  # whether the first request told which credential works
 
     # -- the client and how it authenticates -----------------------------------------------
 
@@ -125,28 +141,48 @@ class AzureShare:
     def client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                self._client = self._authenticated_client()
+                self._client = self._new_client(self._arm.credential, token_intent="backup")
             return self._client
 
-    def _authenticated_client(self) -> Any:
-        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+    def _use_account_key(self, refused: Any) -> None:
+        """No data role for this identity: the account key from now on, kept in memory only."""
+        with self._client_lock:
+            if self._client is not refused:
+                return  # another thread switched already
+            with _storage_errors(f"reading the keys of storage account {self.location.account}"):
+                keys = self._arm.storage.storage_accounts.list_keys(
+                    self._arm.group, self.location.account
+                ).keys_property
+            credential = {"account_name": self.location.account, "account_key": keys[0].value}
+            self._client = self._new_client(credential)
+            self._settled = True
 
-        entra = self._new_client(self._arm.credential, token_intent="backup")
+    def _authorized(self, call: Callable[[], T]) -> T:
+        """Run `call`, which makes its requests with `self.client`. Whether Entra ID will do is
+        learnt from the first request that answers (no request spent on asking first): a 401 or
+        403 before any request passed switches to the account key, and `call` runs again."""
+        if self._settled:
+            return call()
+        tried = self.client
         try:
-            entra.get_share_properties()
-            return entra
-        except (ClientAuthenticationError, HttpResponseError) as error:
-            if _status(error) not in (401, 403):
-                raise OperationError(
-                    f"reading share {self.describe()}: {_error_code(error) or error}"
-                ) from error
-        # No data role for this identity: the account key, kept in memory only.
-        with _storage_errors(f"reading the keys of storage account {self.location.account}"):
-            keys = self._arm.storage.storage_accounts.list_keys(
-                self._arm.group, self.location.account
-            ).keys
-        credential = {"account_name": self.location.account, "account_key": keys[0].value}
-        return self._new_client(credential)
+            result = call()
+        except OperationError as error:
+            status = _status(error.__cause__) if error.__cause__ else None
+            refused = status == 401 or status == 403
+            if self._settled or not refused:
+                self._settled = True
+                raise
+            self._use_account_key(tried)
+            return call()
+        except BaseException:
+            self._settled = True  # the service answered (e.g. not found): the token was taken
+            raise
+        self._settled = True
+        return result
+
+    def _read_share_properties(self) -> None:
+        with _storage_errors(f"reading {self.describe()}"):
+            self.client.get_share_properties()
 
     def _file(self, path: str) -> Any:
         return self.client.get_file_client(path)
@@ -156,10 +192,12 @@ class AzureShare:
     def describe(self) -> str:
         return f"Azure Files share {self.location.account}/{self.location.share}"
 
+    @_authorizing
     def exists(self, path: str) -> bool:
         with _storage_errors(f"reading {path} on {self.describe()}"):
             return bool(self._file(path).exists())
 
+    @_authorizing
     def read_bytes(self, path: str) -> bytes:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -217,6 +255,7 @@ class AzureShare:
         self._in_folder(path, lambda: temporary.upload_file(data))
         return temporary
 
+    @_authorizing
     def write_bytes(self, path: str, data: bytes) -> None:
         from azure.core.exceptions import HttpResponseError
 
@@ -235,6 +274,13 @@ class AzureShare:
             if lease is not None:  # the replaced file's lease went with it: take it again
                 self._file(path).acquire_lease(lease_id=lease)
 
+    @_authorizing
+    def write_in_place(self, path: str, data: bytes) -> None:
+        with _storage_errors(f"writing {path} on {self.describe()}"):
+            file = self._file(path)
+            self._in_folder(path, lambda: file.upload_file(data))
+
+    @_authorizing
     def create_exclusive(self, path: str, data: bytes) -> bool:
         from azure.core.exceptions import ResourceExistsError
 
@@ -248,6 +294,25 @@ class AzureShare:
             self._leases[path] = created.acquire_lease().id
             return True
 
+    @_authorizing
+    def release_exclusive(self, path: str) -> None:
+        """Delete with this client's lease: refused (412) once another client broke it and took
+        the file over, and then left alone."""
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        lease = self._leases.pop(path, None)
+        if lease is None:
+            return
+        with _storage_errors(f"deleting {path} on {self.describe()}"):
+            try:
+                self._file(path).delete_file(lease=lease)
+            except ResourceNotFoundError:
+                return
+            except HttpResponseError as error:
+                if _status(error) != 412:
+                    raise
+
+    @_authorizing
     def delete(self, path: str) -> None:
         """Delete a file; a lease another client holds is broken first (deploy_lock deletes
         someone else's lock only once it is stale, or on --break-lock)."""
@@ -271,6 +336,7 @@ class AzureShare:
                 except ResourceNotFoundError:
                     return
 
+    @_authorizing
     def delete_empty_folder(self, path: str) -> bool:
         """Delete a folder if it is empty; False when it holds something or is missing."""
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -289,6 +355,9 @@ class AzureShare:
     def list_files(self, prefix: str) -> Iterator[str]:
         from azure.core.exceptions import ResourceNotFoundError
 
+        if not self._settled:  # a listing answers as it is read: settle the credential first
+            self._authorized(self._read_share_properties)
+
         with _storage_errors(f"listing {prefix} on {self.describe()}"):
             folders = [prefix.strip("/")]
             while folders:
@@ -304,6 +373,7 @@ class AzureShare:
                 except ResourceNotFoundError:
                     continue
 
+    @_authorizing
     def size(self, path: str) -> int | None:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -313,6 +383,7 @@ class AzureShare:
             except ResourceNotFoundError:
                 return None
 
+    @_authorizing
     def sha256(self, path: str) -> str:
         """Read back as a stream (what is stored, not what was sent)."""
         digest = hashlib.sha256()
@@ -321,6 +392,7 @@ class AzureShare:
                 digest.update(block)
         return digest.hexdigest()
 
+    @_authorizing
     def open_upload(self, path: str, size: int) -> AzureUpload:
         with _storage_errors(f"creating {path} on {self.describe()}"):
             temporary = self._temporary_beside(path)
