@@ -55,7 +55,7 @@ from bench.package_index import IndexStats, make_wheel, serve_index  # noqa: E40
 from provision.deploy import DeploySettings, deploy  # noqa: E402
 from provision.local.share import LocalShare  # noqa: E402
 from provision.readiness import wait_until_ready  # noqa: E402
-from provision.release import CURRENT  # noqa: E402
+from provision.release_history import read_current  # noqa: E402
 from provision.targets import (  # noqa: E402
     ApiKeys,
     DownPlan,
@@ -225,7 +225,7 @@ class BenchReplica:
 
     def restart(self, release: str | None = None) -> None:
         self.stop()
-        release = release or (self.share / CURRENT).read_text().strip()
+        release = release or str(read_current(LocalShare(self.share)))
         self.started = ReplicaIdentity(self.env["URL"], release, secrets.token_hex(8))
         env = {
             **self.env,

@@ -315,9 +315,18 @@ def _deploy_settings(
 
 
 def _deploy(state: Context, target: str, settings: Any) -> Any:
-    from provision.deploy import deploy
-    from provision.deploy_record import record_deploy
+    from dataclasses import replace
 
+    from provision.deploy import deploy
+    from provision.deploy_record import last_deploy, record_deploy
+    from provision.target_state import state_dir
+
+    last = last_deploy(state.project_dir, target) or {}
+    settings = replace(
+        settings,
+        cache_dir=state_dir(state.project_dir, target) / "manifests",
+        last_release=last.get("release"),
+    )
     result = deploy(_target(state, target), settings, state.progress)
     record_deploy(state.project_dir, target, "deploy", result.release, result.ready)
     return result

@@ -11,9 +11,7 @@ import httpx
 
 from provision.deploy_record import last_deploy
 from provision.readiness import probe
-from provision.release import CURRENT
-from provision.release_history import previous_release
-from provision.share import read_text_or_none
+from provision.release_history import read_history
 from provision.targets import DayTwoOperations, LogQuery, Target, TargetDescription
 
 
@@ -43,8 +41,7 @@ def status(target: Target, project_dir: Path) -> StatusResult:
     if identity is not None:
         with httpx.Client(timeout=5.0) as client:
             ready, reason = probe(client, identity)
-    share = target.share
-    current = read_text_or_none(share, CURRENT)
+    history = read_history(target.share)
     return StatusResult(
         target=target.name,
         # Where the running replica answers (a changed port applies at the next deploy).
@@ -53,8 +50,8 @@ def status(target: Target, project_dir: Path) -> StatusResult:
         running=identity is not None,
         ready=ready,
         reason=reason,
-        release=current,
-        previous_release=previous_release(share, current),
+        release=history.current,
+        previous_release=history.previous(),
         instance_id=identity.instance_id if identity else None,
         restart_pending=target.replica.settings_changed(),
         app=target.describe() if isinstance(target, DayTwoOperations) else None,

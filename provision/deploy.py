@@ -3,11 +3,12 @@
 Guarantees (DESIGN.md "Share layout"): unchanged files are never uploaded again; a manifest is
 written only after every body it names, so a replica never starts on a half-written release; the
 new release is rolled out beside the running one (`Replica.roll_out`, pinned to its id) and
-takes over only once ready; `current` is switched after that, so it always names what serves.
-A release that fails readiness never takes over: the old one kept serving and `current` is
-unchanged (exit 5). `--restart` restarts in place and, on failure, starts the previous release
-again. One deploy at a time (`deploy_lock`, which heals when its holder dies); the last
-`KEEP_RELEASES` releases stay on the share for `rollback --to` (`release_history`).
+takes over only once ready; it is recorded live (`release_history`) only after that, so the
+history always names what serves. A release that fails readiness never takes over: the old one
+kept serving and stays the live release (exit 5). `--restart` restarts in place and, on
+failure, starts the previous release again. One deploy at a time (`deploy_lock`, which heals
+when its holder dies); the last `KEEP_RELEASES` releases stay on the share for `rollback --to`
+(`release_history`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from pathlib import Path
 from provision.assets import APP_PACKAGE, bootstrap_source
 from provision.deploy_lock import deploy_lock
 from provision.errors import AcaInferError, InputError, NotReadyError, OperationError
+from provision.manifest_cache import ManifestCache
 from provision.release import (
     BOOTSTRAP,
-    CURRENT,
     LOCK,
     FileEntry,
     Manifest,
@@ -34,16 +35,15 @@ from provision.release import (
     sha256_bytes,
 )
 from provision.release_history import (
-    HistoryEntry,
     ReleaseInfo,
     list_releases,
     previous_of,
-    previous_release,
     prune,
+    read_history,
     record_live,
     release_ids_on_share,
 )
-from provision.share import Share, read_bytes_or_none, read_text_or_none
+from provision.share import Share, read_bytes_or_none
 from provision.targets import Progress, ReadyState, Target
 from provision.wheelhouse import (
     RUNTIME_FILE,
@@ -67,6 +67,11 @@ class DeploySettings:
     # The packages the server needs beside the image's torch; None: the `serve` extra.
     requirements: tuple[str, ...] | None = None
     downloader: WheelDownloader = field(default_factory=PipDownloader)
+    # Manifests this project deployed (content-addressed: right for any share); None: none kept.
+    cache_dir: Path | None = None
+    # The release this project deployed last: a tree that differs goes straight to the lock,
+    # without first looking for a redeploy of what is live (None: always look).
+    last_release: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.source_dir / "__main__.py").is_file():
@@ -112,11 +117,6 @@ class RollbackResult:
     previous_release: str
     endpoint: str
     ready: bool
-
-
-def _load_manifest(share: Share, release_id: str | None) -> Manifest | None:
-    data = None if release_id is None else read_bytes_or_none(share, release_path(release_id))
-    return None if data is None else Manifest.from_json(data)
 
 
 def _upload_bodies(
@@ -188,10 +188,12 @@ def sync_release(
     read_body: Callable[[str], bytes],
     current_release: str | None,
     progress: Progress,
+    manifests: ManifestCache | None = None,
 ) -> SyncStats:
     """Upload what the share lacks: file bodies by content, then the bootstrap, then the
     manifest last, so a manifest on the share always names bodies that are all there."""
-    current = _load_manifest(share, current_release)
+    manifests = manifests or ManifestCache(None)
+    current = None if current_release is None else manifests.manifest(share, current_release)
     uploaded, bytes_uploaded = upload_missing(share, manifest, read_body, progress, known=current)
     unchanged = len(manifest.files) - uploaded
     bootstrap = bootstrap_source()
@@ -203,10 +205,12 @@ def sync_release(
         bytes_uploaded += len(bootstrap)
     else:
         unchanged += 1
-    # Written again when it is there already (a release made live before): one atomic write
-    # costs less than asking first on every deploy of a new release.
+    # Written again when it is there already (a release made live before): one write costs
+    # less than asking first on every deploy of a new release. In place: a cut manifest does
+    # not match its id, readers skip it, and the next deploy writes it again.
     if current is None or manifest.release_id != current_release:
-        share.write_bytes(release_path(manifest.release_id), manifest.to_json())
+        share.write_in_place(release_path(manifest.release_id), manifest.to_json())
+    manifests.store(manifest)
     deleted = len(set(current.files) - set(manifest.files)) if current else 0
     return SyncStats(uploaded, unchanged, deleted, bytes_uploaded)
 
@@ -240,14 +244,6 @@ def sync_wheelhouse(
         )
     share.write_bytes(wheelhouse_path(key), manifest.to_json())
     return uploaded
-
-
-def _switch(share: Share, current: str) -> list[HistoryEntry]:
-    """Name the live release. Only after the replica on it is ready (it is pinned, so it never
-    needed `current`): a deploy stopped at any point leaves `current` naming what serves. The
-    history, written after, says which release was live before it."""
-    share.write_bytes(CURRENT, current.encode())
-    return record_live(share, current)
 
 
 def _restart_and_wait(
@@ -287,11 +283,13 @@ def _already_live(
     target: Target, manifest: Manifest, settings: DeploySettings, progress: Progress
 ) -> tuple[DeployResult | None, bool]:
     """A redeploy of what is live, found without taking the lock (which costs a remote share
-    six requests): `current` names this very release, no deploy is under way, the bootstrap is
-    this CLI's and the replica on it is ready. Writes nothing. Returns the result, or None and
-    whether the replica was awaited in vain (the locked path then does not wait again)."""
+    five requests): the history names this very release live, no deploy is under way, the
+    bootstrap is this CLI's and the replica on it is ready. Writes nothing. Returns the result,
+    or None and whether the replica was awaited in vain (the locked path then does not wait
+    again)."""
     share, new = target.share, manifest.release_id
-    if read_text_or_none(share, CURRENT) != new or share.exists(LOCK):
+    history = read_history(share)
+    if history.current != new or share.exists(LOCK):
         return None, False  # a deploy holding the lock: the locked path names its holder
     if read_bytes_or_none(share, BOOTSTRAP) != bootstrap_source():
         return None, False
@@ -301,7 +299,7 @@ def _already_live(
         return None, True
     progress(f"release {new} is already live; nothing to upload or restart")
     stats = SyncStats(0, len(manifest.files) + 1, 0, 0)  # + 1: the bootstrap
-    return _result(target, new, previous_release(share, new), stats, False), False
+    return _result(target, new, history.previous(new), stats, False), False
 
 
 def deploy(target: Target, settings: DeploySettings, progress: Progress) -> DeployResult:
@@ -312,23 +310,27 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
         serve_requirements() if requirements is None else requirements, target.image_platform()
     )
     manifest, read_body = build_release(settings.source_dir, spec)
+    new = manifest.release_id
+    manifests = ManifestCache(settings.cache_dir)
+    manifests.store_body(read_body(RUNTIME_FILE))  # pruning reads it by hash
     awaited_in_vain = False
-    if not (settings.restart or settings.break_lock):
+    maybe_live = settings.last_release in (None, new)
+    if maybe_live and not (settings.restart or settings.break_lock):
         live, awaited_in_vain = _already_live(target, manifest, settings, progress)
         if live is not None:
             return live
     with deploy_lock(share, progress, settings.break_lock) as lock:
-        current = read_text_or_none(share, CURRENT)
+        history = read_history(share)
+        current = history.current
         # The wheels first: a release on the share always names a complete wheelhouse.
         wheels, wheel_bytes = sync_wheelhouse(share, spec, settings.downloader, progress)
-        stats = sync_release(share, manifest, read_body, current, progress)
+        stats = sync_release(share, manifest, read_body, current, progress, manifests)
         stats = SyncStats(
             stats.uploaded + wheels,
             stats.unchanged,
             stats.deleted,
             stats.bytes_uploaded + wheel_bytes,
         )
-        new = manifest.release_id
         changed = target.replica.settings_changed()
         if changed:
             progress(f"{', '.join(changed)} changed since the replica started: restart to apply")
@@ -338,8 +340,8 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
             state = target.replica.wait_ready(settings.ready_timeout, progress)
             if state.ready:
                 progress(f"release {new} is already live; nothing to restart")
-                return _result(target, new, previous_release(share, new), stats, False)
-        previous = current if current != new else previous_release(share, new)
+                return _result(target, new, history.previous(new), stats, False)
+        previous = current if current != new else history.previous(new)
         lock.check()
         if settings.restart:
             state = _restart_and_wait(target, new, settings.ready_timeout, progress)
@@ -349,8 +351,10 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
             state = _roll_out(target, new, settings.ready_timeout, progress)
             if not state.ready:
                 raise _kept_serving(new, current, running, state)
-        history = _switch(share, new)
-        prune(share, history, new)
+        # Made live only now, once its replica is ready (it is pinned to the release, so it
+        # never needed the history): a deploy stopped at any point leaves the live one named.
+        history = record_live(share, history, new)
+        prune(share, history, manifests.manifest_reader(share), manifests.body_reader(share))
         return _result(target, new, previous, stats, True)
 
 
@@ -379,9 +383,11 @@ def _kept_serving(
     if current is None:
         return NotReadyError(f"{reason}\nthere is no previous release to roll back to")
     if not running:
-        return NotReadyError(f"{reason}\nno replica was running; `current` still names {current}")
+        return NotReadyError(
+            f"{reason}\nno replica was running; {current} is still the live release"
+        )
     return NotReadyError(
-        f"{reason}\nrelease {current} kept serving throughout; `current` still names it"
+        f"{reason}\nrelease {current} kept serving throughout and is still the live release"
     )
 
 
@@ -406,15 +412,16 @@ def _restarted_previous(
 def rollback(
     target: Target, ready_timeout: float, progress: Progress, to: str | None = None
 ) -> RollbackResult:
-    """Roll out an earlier release (default: the one live before `current`) beside the running
-    one, as a deploy does; `current` names it once it is ready."""
+    """Roll out an earlier release (default: the one live before the live one) beside the
+    running one, as a deploy does; it is recorded live once it is ready."""
     target.check_deployable()
     share = target.share
     with deploy_lock(share, progress) as lock:
-        current = read_text_or_none(share, CURRENT)
+        history = read_history(share)
+        current = history.current
         kept = release_ids_on_share(share)
         if to is None:
-            to = previous_of(share, current)
+            to = previous_of(share, history)
             if to is None:
                 raise InputError("nothing to roll back to: the share has no previous release")
         elif to not in kept:
@@ -427,7 +434,7 @@ def rollback(
         state = _roll_out(target, to, ready_timeout, progress)
         if not state.ready:
             raise _kept_serving(to, current, target.replica.is_running(), state)
-        _switch(share, to)
+        record_live(share, history, to)
         return RollbackResult(to, current or "", target.endpoint(), True)
 
 

@@ -155,8 +155,7 @@ class DeployLock:
     def release(self) -> None:
         self._stop.set()
         self._thread.join()
-        if self._owned():
-            self.share.delete(LOCK)
+        self.share.release_exclusive(LOCK)  # left alone when another deploy took it over
         if self._beaten:
             self.share.delete(_beat_path(self.info.token))
 

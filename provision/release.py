@@ -18,11 +18,10 @@ import pathspec
 APP_DIR = "app"
 RELEASES_DIR = f"{APP_DIR}/releases"
 OBJECTS_DIR = f"{APP_DIR}/objects"
-CURRENT = f"{APP_DIR}/current"
 LOCK = f"{APP_DIR}/deploy.lock"
 BOOTSTRAP = f"{APP_DIR}/bootstrap.py"
 
-HISTORY = f"{APP_DIR}/history.json"
+HISTORY_DIR = f"{APP_DIR}/history"
 KEEP_RELEASES = 5
 IGNORE_FILE = ".acainferignore"
 

@@ -57,8 +57,18 @@ class Share(Protocol):
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write atomically, creating parent folders."""
 
+    def write_in_place(self, path: str, data: bytes) -> None:
+        """Write without the temporary name and rename of `write_bytes` (a remote share saves a
+        request), creating parent folders: only for files a reader can tell whole from cut (a
+        release manifest is named by the hash of its content; an empty marker file cannot be
+        cut)."""
+
     def create_exclusive(self, path: str, data: bytes) -> bool:
         """Create `path` only if it does not exist; False when it already did."""
+
+    def release_exclusive(self, path: str) -> None:
+        """Delete the file this client made with `create_exclusive`, unless another client has
+        replaced it since (a stale lock taken over): then it is left alone."""
 
     def delete(self, path: str) -> None:
         """Delete a file; deleting a missing file is not an error."""

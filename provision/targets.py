@@ -171,11 +171,11 @@ class RotateResult:
 
 class Replica(Protocol):
     """The process (local) or revision (Azure) serving the endpoint. Every start is pinned to a
-    release (`ACA_INFER_RELEASE` in its environment; the bootstrap reads it before `current`)."""
+    release (`ACA_INFER_RELEASE` in its environment; the bootstrap reads it first)."""
 
     def restart(self, release: str | None = None) -> None:
         """In place: stop the running replica, then start one on `release` (default: the
-        release `current` names). The endpoint is down meanwhile; for when only the model on
+        live release). The endpoint is down meanwhile; for when only the model on
         the share changed (`deploy --restart`)."""
 
     def roll_out(self, release: str, timeout: float, progress: Progress) -> ReadyState:

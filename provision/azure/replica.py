@@ -1,7 +1,7 @@
 """The azure replica: the container app's revisions (azure-mgmt-appcontainers).
 
 A roll-out updates the app's template so that ACA creates a new revision pinned to a release:
-`ACA_INFER_RELEASE` (the bootstrap reads it before `current`) and `ACA_INFER_INSTANCE_ID` (one
+`ACA_INFER_RELEASE` (the bootstrap reads it first) and `ACA_INFER_INSTANCE_ID` (one
 per revision; the server's /health names both) in the container's environment, and a revision
 suffix naming the release. In Single revision mode ACA keeps the old revision serving until the
 new one is ready, so the deploy waits for the public endpoint's /health to name the new revision

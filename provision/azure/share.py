@@ -25,17 +25,18 @@ deploy_lock.py) has its lease broken first, and only then.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from posixpath import dirname
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from provision.azure.arm import Arm
 from provision.errors import OperationError
@@ -45,6 +46,8 @@ from provision.share import STALE_UPLOAD_SECONDS, UploadSource
 # Backs off 1 s, then 3, 5, 9, 17, 33 s: long enough for ServerBusy to pass on a busy account.
 RETRY_INITIAL_BACKOFF, RETRY_INCREMENT_BASE, RETRY_TOTAL = 1, 2, 6
 TEMPORARY_PREFIX = ".upload-"
+P = ParamSpec("P")
+T = TypeVar("T")
 MAX_RANGE_BYTES = 4 << 20  # the most one Put Range request may carry
 MD5_ATTEMPTS = 3  # a range the service refuses as corrupted in flight is sent this many times
 # File metadata (names are C# identifiers, case-insensitive): the content's SHA-256, the last
@@ -77,7 +80,7 @@ def _error_code(error: Exception) -> str:
     return str(getattr(code, "value", code) or "")
 
 
-def _status(error: Exception) -> int | None:
+def _status(error: BaseException) -> int | None:
     return getattr(error, "status_code", None)
 
 
@@ -93,6 +96,18 @@ def _storage_errors(action: str) -> Iterator[None]:
         raise OperationError(f"{action}: {code}: {message}") from error
     except AzureError as error:
         raise OperationError(f"{action}: cannot reach the share ({error})") from error
+
+
+def _authorizing(
+    method: Callable[Concatenate[AzureShare, P], T],
+) -> Callable[Concatenate[AzureShare, P], T]:
+    """A Share operation run through `AzureShare._authorized` (see there)."""
+
+    @functools.wraps(method)
+    def run(share: AzureShare, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return share._authorized(lambda: method(share, *args, **kwargs))
+
+    return run
 
 
 def _merged(ranges: Iterator[Any]) -> list[tuple[int, int]]:
@@ -208,6 +223,7 @@ class AzureShare:
         self._client: Any = None
         self._folders: set[str] = {""}
         self._leases: dict[str, str] = {}  # path -> lease id this client holds
+        self._settled = False  # whether the first request told which credential works
 
     # -- the client and how it authenticates -----------------------------------------------
 
@@ -230,28 +246,48 @@ class AzureShare:
     def client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                self._client = self._authenticated_client()
+                self._client = self._new_client(self._arm.credential, token_intent="backup")
             return self._client
 
-    def _authenticated_client(self) -> Any:
-        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+    def _use_account_key(self, refused: Any) -> None:
+        """No data role for this identity: the account key from now on, kept in memory only."""
+        with self._client_lock:
+            if self._client is not refused:
+                return  # another thread switched already
+            with _storage_errors(f"reading the keys of storage account {self.location.account}"):
+                keys = self._arm.storage.storage_accounts.list_keys(
+                    self._arm.group, self.location.account
+                ).keys_property
+            credential = {"account_name": self.location.account, "account_key": keys[0].value}
+            self._client = self._new_client(credential)
+            self._settled = True
 
-        entra = self._new_client(self._arm.credential, token_intent="backup")
+    def _authorized(self, call: Callable[[], T]) -> T:
+        """Run `call`, which makes its requests with `self.client`. Whether Entra ID will do is
+        learnt from the first request that answers (no request spent on asking first): a 401 or
+        403 before any request passed switches to the account key, and `call` runs again."""
+        if self._settled:
+            return call()
+        tried = self.client
         try:
-            entra.get_share_properties()
-            return entra
-        except (ClientAuthenticationError, HttpResponseError) as error:
-            if _status(error) not in (401, 403):
-                raise OperationError(
-                    f"reading share {self.describe()}: {_error_code(error) or error}"
-                ) from error
-        # No data role for this identity: the account key, kept in memory only.
-        with _storage_errors(f"reading the keys of storage account {self.location.account}"):
-            keys = self._arm.storage.storage_accounts.list_keys(
-                self._arm.group, self.location.account
-            ).keys
-        credential = {"account_name": self.location.account, "account_key": keys[0].value}
-        return self._new_client(credential)
+            result = call()
+        except OperationError as error:
+            status = _status(error.__cause__) if error.__cause__ else None
+            refused = status == 401 or status == 403
+            if self._settled or not refused:
+                self._settled = True
+                raise
+            self._use_account_key(tried)
+            return call()
+        except BaseException:
+            self._settled = True  # the service answered (e.g. not found): the token was taken
+            raise
+        self._settled = True
+        return result
+
+    def _read_share_properties(self) -> None:
+        with _storage_errors(f"reading {self.describe()}"):
+            self.client.get_share_properties()
 
     def _file(self, path: str) -> Any:
         return self.client.get_file_client(path)
@@ -261,10 +297,12 @@ class AzureShare:
     def describe(self) -> str:
         return f"Azure Files share {self.location.account}/{self.location.share}"
 
+    @_authorizing
     def exists(self, path: str) -> bool:
         with _storage_errors(f"reading {path} on {self.describe()}"):
             return bool(self._file(path).exists())
 
+    @_authorizing
     def read_bytes(self, path: str) -> bytes:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -326,6 +364,7 @@ class AzureShare:
         self._in_folder(path, lambda: temporary.upload_file(data))
         return temporary
 
+    @_authorizing
     def write_bytes(self, path: str, data: bytes) -> None:
         from azure.core.exceptions import HttpResponseError
 
@@ -344,6 +383,13 @@ class AzureShare:
             if lease is not None:  # the replaced file's lease went with it: take it again
                 self._file(path).acquire_lease(lease_id=lease)
 
+    @_authorizing
+    def write_in_place(self, path: str, data: bytes) -> None:
+        with _storage_errors(f"writing {path} on {self.describe()}"):
+            file = self._file(path)
+            self._in_folder(path, lambda: file.upload_file(data))
+
+    @_authorizing
     def create_exclusive(self, path: str, data: bytes) -> bool:
         from azure.core.exceptions import ResourceExistsError
 
@@ -357,6 +403,25 @@ class AzureShare:
             self._leases[path] = created.acquire_lease().id
             return True
 
+    @_authorizing
+    def release_exclusive(self, path: str) -> None:
+        """Delete with this client's lease: refused (412) once another client broke it and took
+        the file over, and then left alone."""
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        lease = self._leases.pop(path, None)
+        if lease is None:
+            return
+        with _storage_errors(f"deleting {path} on {self.describe()}"):
+            try:
+                self._file(path).delete_file(lease=lease)
+            except ResourceNotFoundError:
+                return
+            except HttpResponseError as error:
+                if _status(error) != 412:
+                    raise
+
+    @_authorizing
     def delete(self, path: str) -> None:
         """Delete a file; a lease another client holds is broken first (deploy_lock deletes
         someone else's lock only once it is stale, or on --break-lock)."""
@@ -380,6 +445,7 @@ class AzureShare:
                 except ResourceNotFoundError:
                     return
 
+    @_authorizing
     def delete_empty_folder(self, path: str) -> bool:
         """Delete a folder if it is empty; False when it holds something or is missing."""
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -398,6 +464,9 @@ class AzureShare:
     def list_files(self, prefix: str) -> Iterator[str]:
         from azure.core.exceptions import ResourceNotFoundError
 
+        if not self._settled:  # a listing answers as it is read: settle the credential first
+            self._authorized(self._read_share_properties)
+
         with _storage_errors(f"listing {prefix} on {self.describe()}"):
             folders = [prefix.strip("/")]
             while folders:
@@ -413,6 +482,7 @@ class AzureShare:
                 except ResourceNotFoundError:
                     continue
 
+    @_authorizing
     def size(self, path: str) -> int | None:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -422,6 +492,7 @@ class AzureShare:
             except ResourceNotFoundError:
                 return None
 
+    @_authorizing
     def sha256(self, path: str) -> str:
         """From the file's metadata when `open_upload` wrote it: one properties request.
 
@@ -445,6 +516,7 @@ class AzureShare:
 
     # -- uploads in ranges, resumable --------------------------------------------------------
 
+    @_authorizing
     def open_upload(self, path: str, source: UploadSource) -> AzureUpload:
         """A new temporary beside `path`, or the stale one an interrupted upload of the same
         source file left (claimed by rewriting its writer), resumed from the ranges it holds."""
@@ -491,6 +563,7 @@ class AzureShare:
                 return temporary_path, properties
         return None
 
+    @_authorizing
     def discard_stale_uploads(self, folder: str) -> int:
         """Delete the temporaries of `open_upload` in `folder` that no running upload writes:
         its writer's pid is gone from this host (or it is this process's own aborted one), or

@@ -1,7 +1,7 @@
 """The local replica: `python app/bootstrap.py` from the local share, in its own session,
 exactly as the container starts it, behind the front proxy that owns the public port.
 
-Each start is pinned to a release (`ACA_INFER_RELEASE`, read by the bootstrap before `current`)
+Each start is pinned to a release (`ACA_INFER_RELEASE`, which the bootstrap reads first)
 and listens on a private port; the front proxy (`front_proxy.py`) routes the public port to the
 live one. `roll_out` starts the next replica beside the running one and switches the route only
 once it is ready, then lets the old one finish its requests and stops it: no request fails
@@ -37,9 +37,11 @@ from provision.errors import OperationError
 from provision.fsutil import write_json_atomic
 from provision.local.events import record_event
 from provision.local.front_proxy import CONTROL_PATH, TOKEN_HEADER
+from provision.local.share import LocalShare
 from provision.processes import pid_alive
 from provision.readiness import wait_until_ready
-from provision.release import BOOTSTRAP, CURRENT
+from provision.release import BOOTSTRAP
+from provision.release_history import read_current
 from provision.targets import Progress, ReadyState, ReplicaIdentity
 
 RECORD_FILE = "replica.json"
@@ -324,7 +326,7 @@ class LocalReplica:
     # -- the Replica protocol ------------------------------------------------------------
 
     def restart(self, release: str | None = None) -> None:
-        """In place: stop the running replica, start one on `release` (default `current`)."""
+        """In place: stop the running replica, start one on `release` (default: the live one)."""
         self._stop_replica()
         front = self._front(None)
         record = self._spawn(release or _read_current(self.share_dir))
@@ -403,8 +405,8 @@ class LocalReplica:
 
 
 def _read_current(share_dir: Path) -> str | None:
-    # The release the replica pins when none is named: `current`, read just before the start.
+    # The release the replica pins when none is named: the live one, read just before the start.
     try:
-        return (share_dir / CURRENT).read_text().strip() or None
+        return read_current(LocalShare(share_dir))
     except OSError:
         return None

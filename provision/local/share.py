@@ -56,6 +56,7 @@ class LocalUpload:
 class LocalShare:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._created: dict[str, bytes] = {}  # what create_exclusive wrote, by path
 
     def _path(self, path: str) -> Path:
         resolved = (self.root / path).resolve()
@@ -72,6 +73,9 @@ class LocalShare:
     def write_bytes(self, path: str, data: bytes) -> None:
         write_bytes_atomic(self._path(path), data)
 
+    def write_in_place(self, path: str, data: bytes) -> None:
+        self.write_bytes(path, data)  # atomic costs nothing more on a local disk
+
     def create_exclusive(self, path: str, data: bytes) -> bool:
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +85,16 @@ class LocalShare:
             return False
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        self._created[path] = data
         return True
+
+    def release_exclusive(self, path: str) -> None:
+        data = self._created.pop(path, None)
+        try:
+            if data is not None and self.read_bytes(path) == data:
+                self.delete(path)
+        except FileNotFoundError:
+            pass
 
     def delete(self, path: str) -> None:
         self._path(path).unlink(missing_ok=True)

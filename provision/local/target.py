@@ -27,8 +27,8 @@ from provision.local.replica import (
 from provision.local.share import LocalShare
 from provision.log_filter import follow, read_lines, select
 from provision.parameters import resolve_parameters, template_declarations
-from provision.release import APP_DIR, CURRENT
-from provision.share import read_text_or_none
+from provision.release import APP_DIR
+from provision.release_history import read_current
 from provision.target_state import TargetState, state_dir
 from provision.targets import (
     ApiKeys,
@@ -403,7 +403,7 @@ class LocalTarget:
         record = replica.record()
         if record is not None:
             return ScaleResult(self.name, "started", False, record.endpoint, ready=True)
-        if read_text_or_none(self.share, CURRENT) is None:
+        if read_current(self.share) is None:
             raise PrerequisiteError(
                 "nothing is deployed on the local target yet; run: aca-infer deploy --target local"
             )

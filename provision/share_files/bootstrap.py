@@ -2,7 +2,7 @@
 
 The release is the one pinned in ACA_INFER_RELEASE (a revision's, or a local replica start's,
 environment), so a restart never changes the code under a running revision; only when none is
-pinned does the bootstrap start the one `current` names.
+pinned does the bootstrap start the live one (the newest marker in `app/history/`).
 
 The container runs `python /mount/app/bootstrap.py`; the local target runs the same file with
 ACA_INFER_MOUNT_ROOT pointing at its folder. Standard library only: this runs before anything
@@ -37,6 +37,7 @@ from typing import Any, NoReturn
 
 APP_MODULE = "inference_app"
 RUNTIME_FILE = "aca_infer_runtime.json"
+HISTORY_MARKER = re.compile(r"\d{8}_\d{8}T\d{6}Z_r-[0-9a-f]+")
 
 
 def fail(message: str) -> NoReturn:
@@ -72,6 +73,9 @@ def materialise(app_dir: Path, release: str, runtime_dir: Path) -> Path:
     manifest_file = app_dir / "releases" / f"{release}.json"
     if not manifest_file.is_file():
         fail(f"release {release} has no manifest at {manifest_file}")
+    # The id is the hash of the manifest (deploy writes it in place): a cut one is refused.
+    if "r-" + hashlib.sha256(manifest_file.read_bytes()).hexdigest()[:12] != release:
+        fail(f"the manifest of release {release} at {manifest_file} does not match its id")
     return copy_manifest(app_dir, manifest_file, target, f"release {release}")
 
 
@@ -200,15 +204,20 @@ def install_packages(app_dir: Path, code_dir: Path, runtime_dir: Path) -> Path |
     return installed
 
 
+def live_release(app_dir: Path) -> str | None:
+    """The release the newest marker in `history/` names (`<sequence>_<time>_<release>`)."""
+    history = app_dir / "history"
+    names = sorted(p.name for p in history.iterdir()) if history.is_dir() else []
+    markers = [name for name in names if HISTORY_MARKER.fullmatch(name)]
+    return markers[-1].rsplit("_", 1)[-1] if markers else None
+
+
 def main() -> None:
     mount_root = Path(os.environ.get("ACA_INFER_MOUNT_ROOT", "/mount"))
     app_dir = mount_root / "app"
-    current = app_dir / "current"
-    release = os.environ.get("ACA_INFER_RELEASE", "").strip()
+    release = os.environ.get("ACA_INFER_RELEASE", "").strip() or live_release(app_dir)
     if not release:
-        if not current.is_file():
-            fail(f"{current} does not exist: deploy a release first (aca-infer deploy)")
-        release = current.read_text().strip()
+        fail(f"no release is live in {app_dir}: deploy a release first (aca-infer deploy)")
     runtime_dir = Path(os.environ.get("ACA_INFER_RUNTIME_DIR", "/tmp/aca-infer"))
     code_dir = materialise(app_dir, release, runtime_dir)
     packages = install_packages(app_dir, code_dir, runtime_dir)

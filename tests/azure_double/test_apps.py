@@ -16,7 +16,8 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from provision.deploy import sync_release
 from provision.local.share import LocalShare
-from provision.release import CURRENT, scan_tree
+from provision.release import scan_tree
+from provision.release_history import read_history, record_live
 from tests.azure_double.apps_testing import (
     ACCOUNT,
     MOUNT,
@@ -207,7 +208,7 @@ def test_the_projects_bootstrap_runs_a_release_from_the_share(
     share = LocalShare(double.share_root(ACCOUNT, SHARE))
     manifest, bodies = scan_tree(write_standin_app(tmp_path / "src"), "inference_app")
     sync_release(share, manifest, lambda path: bodies[path].read_bytes(), None, lambda _m: None)
-    share.write_bytes(CURRENT, manifest.release_id.encode())
+    record_live(share, read_history(share), manifest.release_id)
     body = app_body(
         create_environment(double, client), secrets={"primary": "key-a", "secondary": "key-b"}
     )

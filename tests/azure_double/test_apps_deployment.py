@@ -16,7 +16,8 @@ from azure.core.exceptions import HttpResponseError
 
 from provision.deploy import sync_release
 from provision.local.share import LocalShare
-from provision.release import CURRENT, scan_tree
+from provision.release import scan_tree
+from provision.release_history import read_history, record_live
 from tests.azure_double.api_versions import TEMPLATE_DIR
 from tests.azure_double.sdk import (
     create_share,
@@ -47,7 +48,7 @@ def _share_with_a_release(double: AzureDouble, tmp_path: Path) -> str:
     share = LocalShare(create_share(double, "rg", "stmodels", "aca-infer", "westus3"))
     manifest, bodies = scan_tree(write_standin_app(tmp_path / "src"), "inference_app")
     sync_release(share, manifest, lambda path: bodies[path].read_bytes(), None, lambda _m: None)
-    share.write_bytes(CURRENT, manifest.release_id.encode())
+    record_live(share, read_history(share), manifest.release_id)
     return manifest.release_id
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from provision.release import CURRENT, Manifest, object_path, release_path
-from provision.share import Share, read_text_or_none
+from provision.release import Manifest, object_path, release_path
+from provision.release_history import read_current
+from provision.share import Share
 from provision.wheelhouse import RUNTIME_FILE
 
 file_names = st.sampled_from(["a.py", "b.py", "pkg/c.py", "pkg/d.txt", "pkg/sub/e.py"])
@@ -31,7 +32,7 @@ def apply_tree(app: Path, tree: dict[str, str], keep: frozenset[str]) -> None:
 def remote_tree(share: Share) -> dict[str, bytes]:
     """What a replica would see of the code: the current release, materialised from the share
     (without the record of its requirements, RUNTIME_FILE, which test_wheelhouse covers)."""
-    release = read_text_or_none(share, CURRENT)
+    release = read_current(share)
     assert release is not None
     manifest = Manifest.from_json(share.read_bytes(release_path(release)))
     return {

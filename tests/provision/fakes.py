@@ -9,8 +9,7 @@ from pathlib import Path
 
 from provision.errors import OperationError
 from provision.local.share import LocalShare
-from provision.release import CURRENT
-from provision.share import read_text_or_none
+from provision.release_history import read_current
 from provision.targets import (
     ApiKeys,
     DownPlan,
@@ -42,7 +41,7 @@ class FakeReplica:
             self.running = False
             raise OperationError(self.start_refusal)
         self.running = True
-        self.live = release or read_text_or_none(self.share, CURRENT)
+        self.live = release or read_current(self.share)
         self.started_on.append(self.live)
 
     def roll_out(self, release: str, timeout: float, progress: Progress) -> ReadyState:

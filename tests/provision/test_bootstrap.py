@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from provision.deploy import DeploySettings, deploy
-from provision.release import CURRENT, OBJECTS_DIR
+from provision.local.share import LocalShare
+from provision.release import HISTORY_DIR, OBJECTS_DIR
+from provision.release_history import read_current
 from tests.provision.fakes import FakeTarget
 
 MAIN = "import os, sys\nprint('running', os.environ['ACA_INFER_RELEASE'], sys.argv[1:])\n"
@@ -43,7 +46,7 @@ def run_bootstrap(share: Path, runtime: Path, *args: str) -> subprocess.Complete
 
 
 def test_starts_the_current_release_from_a_local_copy(share: Path, tmp_path: Path) -> None:
-    release = (share / CURRENT).read_text()
+    release = str(read_current(LocalShare(share)))
     done = run_bootstrap(share, tmp_path / "runtime", "--port", "1")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"running {release} ['--port', '1']"
@@ -60,7 +63,7 @@ def test_refuses_a_body_that_does_not_match_its_hash(share: Path, tmp_path: Path
 
 
 def test_says_to_deploy_when_there_is_no_release(tmp_path: Path, share: Path) -> None:
-    (share / CURRENT).unlink()
+    shutil.rmtree(share / HISTORY_DIR)
     done = run_bootstrap(share, tmp_path / "runtime")
     assert done.returncode == 3
     assert "deploy a release first" in done.stderr

@@ -20,6 +20,8 @@ from click.testing import CliRunner, Result
 
 from provision.cli import cli
 from provision.local.replica import pid_alive
+from provision.local.share import LocalShare
+from provision.release_history import read_current
 from tests.inference_app.servers import free_port, wait_until
 from tests.provision.foreign_server import foreign_server
 from tests.provision.standin_app import write_model_files, write_standin_app
@@ -366,7 +368,7 @@ def test_deploy_refuses_a_port_taken_since_provision_and_sends_it_nothing(
         deployed = project.run("deploy", "--restart", "--ready-timeout", "30")
         line = one_line_error(deployed, 2)
         assert f"localPort {port}: port {port} is in use by another process" in line
-        assert not (project.state / "share/app/current").exists()  # nothing switched
+        assert read_current(LocalShare(project.state / "share")) is None  # nothing switched
 
         invoked = project.run("invoke", "--message", "hi")
         assert "replica is not running" in one_line_error(invoked, 4)

@@ -17,7 +17,9 @@ import httpx
 import pytest
 
 from provision.local.replica import pid_alive
+from provision.local.share import LocalShare
 from provision.local.target import LocalTarget
+from provision.release_history import read_current
 from provision.targets import LogQuery
 from tests.azure_double.sdk import resources_client, use_double_env
 from tests.azure_double.server import AzureDouble
@@ -493,7 +495,7 @@ def test_down_purge_deletes_what_upload_model_uploaded_and_keeps_the_rest(
     # A plain down keeps the model files and the record of which are ours.
     plain = project.run("down", "--yes")
     assert plain.exit_code == 0, plain.stderr
-    assert all(folder.is_dir() for folder in ours) and not (share / "app/current").exists()
+    assert all(folder.is_dir() for folder in ours) and read_current(LocalShare(share)) is None
 
     down = project.run("down", "--purge", "--yes")
     assert down.exit_code == 0, down.stderr

@@ -13,14 +13,13 @@ from provision.deploy import DeploySettings, deploy, releases, rollback
 from provision.errors import InputError, NotReadyError, OperationError
 from provision.local.share import LocalShare
 from provision.release import (
-    CURRENT,
     LOCK,
     OBJECTS_DIR,
     Manifest,
     release_path,
     sha256_bytes,
 )
-from provision.share import read_text_or_none
+from provision.release_history import read_current
 from tests.provision.app_trees import apply_tree, local_tree, remote_tree, trees
 from tests.provision.fakes import FakeTarget
 
@@ -49,7 +48,7 @@ def test_first_deploy_uploads_everything_and_switches(tmp_path: Path, target: Fa
     result = deploy(target, DeploySettings(app), quiet)
     assert result.uploaded == 3 + RECORD + 1  # three files, the record and the bootstrap
     assert result.unchanged == 0 and result.previous_release is None and result.ready
-    assert read_text_or_none(target.share, CURRENT) == result.release
+    assert read_current(target.share) == result.release
     assert remote_tree(target.share) == local_tree(app)
     assert target.replica.started_on == [result.release]
     assert not target.share.exists(LOCK)
@@ -87,7 +86,7 @@ def test_release_that_fails_readiness_never_takes_over(tmp_path: Path, target: F
     write_app(app, {"a.py": "broken"})
     with pytest.raises(NotReadyError, match=f"release {good} kept serving throughout"):
         deploy(target, DeploySettings(app), quiet)
-    assert read_text_or_none(target.share, CURRENT) == good
+    assert read_current(target.share) == good
     assert target.replica.live == good
     assert not target.share.exists(LOCK)
 
@@ -102,7 +101,7 @@ def test_in_place_restart_that_fails_starts_the_previous_release_again(
     write_app(app, {"a.py": "broken"})
     with pytest.raises(NotReadyError, match=f"rolled back to {good} \\(ready\\)"):
         deploy(target, DeploySettings(app, restart=True), quiet)
-    assert read_text_or_none(target.share, CURRENT) == good
+    assert read_current(target.share) == good
     assert target.replica.started_on[-1] == good
 
 
@@ -160,7 +159,7 @@ def test_a_rollback_that_does_not_get_ready_leaves_the_live_release(
     target.replica.is_ready = lambda release: release == two
     with pytest.raises(NotReadyError, match=f"release {one} did not become ready"):
         rollback(target, 5.0, quiet)
-    assert (read_text_or_none(target.share, CURRENT), target.replica.live) == (two, two)
+    assert (read_current(target.share), target.replica.live) == (two, two)
 
 
 def test_rollback_without_previous_is_bad_input(tmp_path: Path, target: FakeTarget) -> None:
@@ -187,7 +186,7 @@ def test_second_deploy_fails_fast_naming_the_lock_holder(
     target.share.create_exclusive(LOCK, json.dumps(holder).encode())
     with pytest.raises(OperationError, match=r"ci@runner \(pid 42\) since 2026-01-01"):
         deploy(target, DeploySettings(app), quiet)
-    assert read_text_or_none(target.share, CURRENT) is None
+    assert read_current(target.share) is None
     assert deploy(target, DeploySettings(app, break_lock=True), quiet).ready
 
 
@@ -312,9 +311,17 @@ class DyingShare(LocalShare):
         self._change()
         super().write_bytes(path, data)
 
+    def write_in_place(self, path: str, data: bytes) -> None:
+        self._change()
+        super().write_in_place(path, data)
+
     def create_exclusive(self, path: str, data: bytes) -> bool:
         self._change()
         return super().create_exclusive(path, data)
+
+    def release_exclusive(self, path: str) -> None:
+        self._change()
+        super().release_exclusive(path)
 
     def delete(self, path: str) -> None:
         self._change()
@@ -359,11 +366,11 @@ def test_a_deploy_killed_at_any_point_never_serves_half_a_release_and_the_next_c
     with contextlib.suppress(Killed):
         deploy(dying, DeploySettings(app), quiet)
     share = healthy.share
-    assert_whole(share, read_text_or_none(share, CURRENT))
+    assert_whole(share, read_current(share))
     assert_whole(share, healthy.replica.live)
 
     as_if_the_holder_died(share)
     result = deploy(healthy, DeploySettings(app), quiet)
     assert remote_tree(healthy.share) == local_tree(app)
-    assert healthy.replica.live == result.release == read_text_or_none(share, CURRENT)
+    assert healthy.replica.live == result.release == read_current(share)
     assert not share.exists(LOCK)

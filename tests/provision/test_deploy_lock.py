@@ -16,8 +16,8 @@ from provision.deploy import DeploySettings, deploy
 from provision.deploy_lock import acquire
 from provision.errors import OperationError
 from provision.local.share import LocalShare
-from provision.release import CURRENT, LOCK
-from provision.share import read_text_or_none
+from provision.release import LOCK
+from provision.release_history import read_current
 from provision.targets import Progress, ReadyState
 from tests.inference_app.servers import wait_until
 from tests.provision.fakes import FakeTarget
@@ -92,8 +92,9 @@ def test_the_holder_refreshes_its_heartbeat_and_notices_a_lost_lock(tmp_path: Pa
     first = float(share.read_bytes(beat))
     wait_until(lambda: float(share.read_bytes(beat)) > first, 10, "a second heartbeat")
     lock.check()  # still ours
-    share.delete(LOCK)  # as a deploy taking it over does
-    share.create_exclusive(LOCK, lock_body("another-machine", 42, time.time()))
+    other = LocalShare(tmp_path)  # another machine's deploy, taking it over
+    other.delete(LOCK)
+    other.create_exclusive(LOCK, lock_body("another-machine", 42, time.time()))
     wait_until(lambda: lock._lost is not None, 10, "the loss noticed")
     with pytest.raises(OperationError, match="another deploy took the lock over"):
         lock.check()
@@ -136,5 +137,5 @@ def test_two_concurrent_deploys_one_fails_fast_naming_the_other(tmp_path: Path) 
         go_on.set()
         first.join()
     assert len(results) == 1
-    assert read_text_or_none(target.share, CURRENT) == getattr(results[0], "release", None)
+    assert read_current(target.share) == getattr(results[0], "release", None)
     assert not target.share.exists(LOCK)

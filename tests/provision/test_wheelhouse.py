@@ -16,7 +16,8 @@ import pytest
 from bench.package_index import make_wheel, serve_index
 from provision.deploy import DeploySettings, deploy
 from provision.local.share import LocalShare
-from provision.release import CURRENT, Manifest, object_path, release_path
+from provision.release import Manifest, object_path, release_path
+from provision.release_history import read_current
 from provision.wheelhouse import (
     DEFAULT_IMAGE,
     PYTORCH_IMAGE_PLATFORM,
@@ -258,7 +259,7 @@ def test_a_missing_package_with_no_wheels_stops_with_what_to_do(tmp_path: Path) 
 
 def test_the_release_records_its_requirements_for_the_bootstrap(share_with_wheels: Path) -> None:
     share = LocalShare(share_with_wheels)
-    release = Manifest.from_json(share.read_bytes(release_path(share.read_bytes(CURRENT).decode())))
+    release = Manifest.from_json(share.read_bytes(release_path(str(read_current(share)))))
     record = json.loads(share.read_bytes(object_path(release.files[RUNTIME_FILE].sha256)))
     assert record["requirements"] == [
         {"line": f"{PROBE}>=1.0", "name": PROBE, "specifiers": [[">=", "1.0"]]}

@@ -14,6 +14,8 @@ import pytest
 from click.testing import Result
 
 from provision.azure.target import AzureTarget
+from provision.local.share import LocalShare
+from provision.release_history import read_current
 from provision.targets import LogQuery
 from tests.azure_double.faults import Fault
 from tests.provision.azure import test_deploy_double
@@ -281,7 +283,7 @@ def test_down_deletes_only_what_provision_created_and_says_what_it_kept(
     assert f"Container Apps environment {environment}" in down["kept"]
     assert session.resource(app) is None and session.resource(workspace) is None
     assert session.resource(environment) is not None and session.resource(account) is not None
-    assert (session.share_root / "app/current").is_file()
+    assert read_current(LocalShare(session.share_root)) is not None
     config_file = session.project / "infra/inference.config.json"
     assert f"{config_file}  (what provision wrote about the deleted app)" in result.stderr
     assert str(config_file) in down["removed"] and not config_file.exists()

@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 from provision.azure.naming import ai_toolkit_names, resource_group_id
 from provision.azure.uniquestring import unique_string
 from provision.local.share import LocalShare
+from provision.release_history import read_current
+from tests.azure_double.faults import Fault
 from tests.azure_double.files import drop_uploads, hold_lease
 from tests.azure_double.server import AzureDouble
 from tests.provision.app_trees import apply_tree, local_tree, remote_tree, trees
@@ -37,6 +39,10 @@ LOCATION = "westus3"
 TIMEOUT = "120"
 IMAGE = "ghcr.io/example/aca-infer-serve:1"
 SHIPPED = 4  # __init__.py, __main__.py, the release's runtime record, the bootstrap
+
+
+def live_release(session: DeploySession) -> str | None:
+    return read_current(LocalShare(session.share_root))
 
 
 class DeploySession(Session):
@@ -135,7 +141,7 @@ def test_first_deploy_then_a_no_op_then_one_changed_file(session: DeploySession)
     assert changed["uploaded"] == 1 and changed["bytes_uploaded"] == main.stat().st_size
     with httpx.Client(verify=session.tls()) as client:
         assert session.health(client)["release"] == changed["release"]
-    assert (session.share_root / "app/current").read_text() == changed["release"]
+    assert live_release(session) == changed["release"]
 
 
 def test_a_release_that_raises_at_import_exits_5_and_the_old_one_keeps_serving(
@@ -167,7 +173,7 @@ def test_a_release_that_raises_at_import_exits_5_and_the_old_one_keeps_serving(
     assert f"release {good['release']} kept serving" in result.stderr
     assert "Traceback (most recent call last)" not in result.stderr.split("console")[0]
     assert failures == []
-    assert (session.share_root / "app/current").read_text() == good["release"]
+    assert live_release(session) == good["release"]
     app = session.double.store.get(
         f"{session.group_id(GROUP)}/providers/Microsoft.App/containerApps/"
         f"{session.names['acaAppName']}".lower()
@@ -232,7 +238,7 @@ def test_uploads_that_keep_failing_exit_4_and_the_next_deploy_converges(
     # The lock the failed deploy held was released: no --break-lock needed.
     done = session.deployed()
     assert done["ready"]
-    assert (session.share_root / "app/current").read_text() == done["release"]
+    assert live_release(session) == done["release"]
 
 
 def _grow(app_dir: Path, files: int) -> None:
@@ -286,7 +292,7 @@ def test_a_deploy_killed_halfway_then_run_again_converges_without_break_lock(
     assert "no longer runs" in result.stderr
     second = json.loads(result.stdout)
     assert 0 < second["uploaded"] < 201  # what the killed deploy uploaded is not sent again
-    assert (session.share_root / "app/current").read_text() == second["release"]
+    assert live_release(session) == second["release"]
     assert not lock.exists()
     with httpx.Client(verify=session.tls()) as client:
         assert session.health(client)["release"] == second["release"]
@@ -408,4 +414,36 @@ def test_a_deploy_without_the_adapter_on_the_share_names_it_and_changes_nothing(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert lines[0].startswith("error: adapterPath 'models/qlora/qlora/gpu_model/adapter'")
-    assert not (session.share_root / "app/current").exists()
+    assert live_release(session) is None
+
+
+def _keys_read(session: DeploySession, since: int) -> int:
+    return sum(1 for r in session.double.requests[since:] if r.path.endswith("/listKeys"))
+
+
+def test_the_share_is_reached_with_entra_id_and_no_key_is_read(session: DeploySession) -> None:
+    since = len(session.double.requests)
+    session.deployed()
+    assert _keys_read(session, since) == 0
+
+
+def test_without_a_data_role_the_account_key_is_read_through_arm(session: DeploySession) -> None:
+    first = session.deployed()
+    (session.app_dir / "__main__.py").write_text(
+        (session.app_dir / "__main__.py").read_text() + "\n# after a role change\n"
+    )
+    since = len(session.double.requests)
+    # The identity lost its data role: the first storage request is refused as the service does.
+    session.double.faults.add(
+        Fault(
+            listener="files",
+            status=403,
+            code="AuthorizationPermissionMismatch",
+            message="This request is not authorized to perform this operation using this "
+            "permission.",
+        )
+    )
+    second = session.deployed()
+    assert second["previous_release"] == first["release"] and second["uploaded"] == 1
+    assert _keys_read(session, since) == 1
+    assert live_release(session) == second["release"]
