@@ -259,7 +259,6 @@ def azure_runs(work: Path, weights_bytes: int) -> list[Run]:
 
     double = AzureDouble(state_dir=work / "double").start()
     try:
-        os.environ.update(double.env)  # the provisioning client trusts the double's CA
         return AzureBench(double, work / "azure", work / "src").runs(weights_bytes)
     finally:
         double.stop()

@@ -3,6 +3,7 @@ results come from is ready to repeat), and keeps its one section of RESULTS.md."
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -18,7 +19,9 @@ def azure_rows(text: str) -> dict[str, list[str]]:
 
 def test_a_small_run_measures_ours_and_the_baselines_on_both_targets(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
+    environment = dict(os.environ)
     assert upload_model_bench.main(["--size-mb", "8", "--results", str(results)]) == 0
+    assert dict(os.environ) == environment  # nothing of the double's left behind
 
     text = results.read_text()
     assert len(re.findall(r"^\| (?:ours|baseline)", text, re.MULTILINE)) == 3 + 5
