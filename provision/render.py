@@ -115,7 +115,7 @@ def text(result: Any, target: str) -> str:
     if isinstance(result, DownResult):
         lines = ["Stopped the replica." if result.stopped else "No replica was running."]
         lines += [f"Removed {path}" for path in result.removed]
-        lines += [f"Kept {path} (--purge removes it)" for path in result.kept]
+        lines += [f"Kept {path}" for path in result.kept]  # why: in the plan shown before
         return "\n".join(lines)
     if isinstance(result, InvokeResult):
         if len(result.answers) == 1:

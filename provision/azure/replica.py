@@ -140,10 +140,19 @@ class AzureReplica:
         self._update(release)
 
     def wait_ready(self, timeout: float, progress: Progress) -> ReadyState:
-        """Wait until the revision rolled out last serves (its identity on /health) and is ready."""
+        """Wait until the revision rolled out last serves (its identity on /health) and is
+        ready; when that one was deactivated (a roll-out that never got ready: the app's
+        template still names it), the revision serving instead."""
         properties = self._properties(self._app())
         revision = str(properties.get("latestRevisionName"))
-        identity = self._identity_of(properties.get("template") or {})
+        template = properties.get("template") or {}
+        serving = properties.get("latestReadyRevisionName")
+        if serving and serving != revision:
+            latest = self._properties(self._revision(revision))
+            if not latest.get("active", True):
+                revision = str(serving)
+                template = self._properties(self._revision(revision)).get("template") or {}
+        identity = self._identity_of(template)
         if identity is None:
             return ReadyState(False, f"container app {self.app_name} runs no pinned release")
         return wait_until_ready(identity, timeout, self._failure_check(revision, None), progress)

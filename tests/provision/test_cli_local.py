@@ -442,7 +442,8 @@ def test_kept_values_outlive_down_and_bring_the_replica_back_with_up(project: Pr
     provisioned(project, port)
     project.json("deploy", "--ready-timeout", "60")
     down = project.run("down", "--yes")
-    assert down.exit_code == 0 and "parameters.json (--purge removes it)" in down.stdout
+    assert down.exit_code == 0 and "parameters.json\n" in down.stdout.split("Kept ", 1)[1]
+    assert "parameters.json  (values given with --set (--purge deletes them))" in down.output
     back = project.json("up", "--ready-timeout", "60")
     assert back["deploy"]["endpoint"] == f"http://127.0.0.1:{port}"
     assert project.run("invoke", "--message", "again").stdout.strip() == "echo: again"

@@ -184,6 +184,31 @@ def test_a_release_that_raises_at_import_exits_5_and_the_old_one_keeps_serving(
     assert failed, "the failed revision exists"
 
 
+def _revisions(session: DeploySession) -> list[dict[str, Any]]:
+    app = session.double.store.get(
+        f"{session.group_id(GROUP)}/providers/Microsoft.App/containerApps/"
+        f"{session.names['acaAppName']}".lower()
+    )
+    assert app is not None
+    return list(session.double.store.list(app["id"].lower() + "/revisions/"))
+
+
+def test_after_a_failed_roll_out_the_tree_that_serves_is_found_live_at_once(
+    session: DeploySession,
+) -> None:
+    good = session.deployed()
+    main = session.app_dir / "__main__.py"
+    original = main.read_text()
+    main.write_text('raise RuntimeError("broken at import")\n' + original)
+    assert session.deploy("--ready-timeout", "60").exit_code == 5
+    main.write_text(original)  # the user puts the working code back
+    revisions = len(_revisions(session))
+    again = session.deployed()
+    # The app's template still names the failed revision; the one serving is what counts.
+    assert (again["release"], again["restarted"]) == (good["release"], False)
+    assert len(_revisions(session)) == revisions
+
+
 def test_a_client_loop_during_a_deploy_sees_no_failure(session: DeploySession) -> None:
     first = session.deployed()
     main = session.app_dir / "__main__.py"
