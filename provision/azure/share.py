@@ -153,26 +153,21 @@ class AzureUpload:
         return any(start <= offset and last <= end for start, end in self._stored)
 
     def write_range(self, offset: int, data: bytes) -> None:
-        from azure.core.exceptions import HttpResponseError
 
         view = memoryview(data)
         with _storage_errors(f"uploading {self._path} to {self._share.describe()}"):
             for start in range(0, len(view), MAX_RANGE_BYTES):
                 piece = bytes(view[start : start + MAX_RANGE_BYTES])
-                for attempt in range(1, MD5_ATTEMPTS + 1):
-                    try:
-                        self._temporary.upload_range(
-                            piece,
-                            offset + start,
-                            len(piece),
-                            validate_content="md5",
-                            file_last_write_mode="preserve",
-                        )
-                        break
-                    except HttpResponseError as error:
-                        # Bytes changed on the way: the service stored nothing of this range.
-                        if _error_code(error) != "Md5Mismatch" or attempt == MD5_ATTEMPTS:
-                            raise
+                _md5_checked(
+                    functools.partial(
+                        self._temporary.upload_range,
+                        piece,
+                        offset + start,
+                        len(piece),
+                        validate_content="md5",
+                        file_last_write_mode="preserve",
+                    )
+                )
 
     def commit(self) -> None:
         metadata = {
@@ -203,6 +198,20 @@ class AzureUpload:
         with suppress(AzureError):
             if not _merged(self._temporary.list_ranges()):
                 self._temporary.delete_file()
+
+
+def _md5_checked(send: Callable[[], T]) -> T:
+    """`send()` a request that carries its Content-MD5; one the service refuses as changed in
+    flight (Md5Mismatch: nothing of it was stored) is sent again, up to MD5_ATTEMPTS times."""
+    from azure.core.exceptions import HttpResponseError
+
+    for _ in range(MD5_ATTEMPTS - 1):
+        try:
+            return send()
+        except HttpResponseError as error:
+            if _error_code(error) != "Md5Mismatch":
+                raise
+    return send()
 
 
 def _writing(temporary_path: str, writing: bool) -> None:
@@ -359,9 +368,14 @@ class AzureShare:
             self._make_folders(path)
             create()
 
+    @staticmethod
+    def _send(file: Any, data: bytes) -> None:
+        """Create `file` with `data`, its bytes checked by the service (Content-MD5)."""
+        file.upload_file(data, validate_content=True)
+
     def _upload_temporary(self, path: str, data: bytes) -> Any:
         temporary = self._temporary_beside(path)
-        self._in_folder(path, lambda: temporary.upload_file(data))
+        self._in_folder(path, lambda: _md5_checked(lambda: self._send(temporary, data)))
         return temporary
 
     @_authorizing
@@ -387,7 +401,7 @@ class AzureShare:
     def write_in_place(self, path: str, data: bytes) -> None:
         with _storage_errors(f"writing {path} on {self.describe()}"):
             file = self._file(path)
-            self._in_folder(path, lambda: file.upload_file(data))
+            self._in_folder(path, lambda: _md5_checked(lambda: self._send(file, data)))
 
     @_authorizing
     def create_exclusive(self, path: str, data: bytes) -> bool:

@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 from provision.azure.naming import ai_toolkit_names, resource_group_id
 from provision.azure.uniquestring import unique_string
 from provision.local.share import LocalShare
+from provision.release import sha256_bytes
 from provision.release_history import read_current
 from tests.azure_double.faults import Fault
-from tests.azure_double.files import drop_uploads, hold_lease
+from tests.azure_double.files import corrupt_uploads, drop_uploads, hold_lease
 from tests.azure_double.server import AzureDouble
 from tests.provision.app_trees import apply_tree, local_tree, remote_tree, trees
 from tests.provision.azure.double_project import Session
@@ -250,6 +251,17 @@ def test_an_upload_whose_connection_drops_is_resumed(session: DeploySession) -> 
     )["files"].items():
         body = session.share_root / f"app/objects/{entry['sha256'][:2]}/{entry['sha256']}"
         assert body.stat().st_size == entry["size"], path
+
+
+def test_bytes_corrupted_in_flight_are_refused_and_sent_again(session: DeploySession) -> None:
+    fault = corrupt_uploads(session.double, path=r"/app/(objects|releases)/", times=2)
+    first = session.deployed()
+    assert fault.hits == 2
+    manifest = session.share_root / f"app/releases/{first['release']}.json"
+    assert "r-" + sha256_bytes(manifest.read_bytes())[:12] == first["release"]
+    for entry in json.loads(manifest.read_text())["files"].values():
+        body = session.share_root / f"app/objects/{entry['sha256'][:2]}/{entry['sha256']}"
+        assert sha256_bytes(body.read_bytes()) == entry["sha256"]
 
 
 def test_uploads_that_keep_failing_exit_4_and_the_next_deploy_converges(
