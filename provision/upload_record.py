@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from provision.release import APP_DIR
-from provision.share import Share, read_text_or_none
+from provision.share import Share, read_bytes_or_none
 
 UPLOADS = f"{APP_DIR}/uploads.json"
 UPLOADED_REASON = "uploaded by aca-infer upload-model"
@@ -24,22 +24,20 @@ NOT_UPLOADED_REASON = (
 
 
 def uploaded_folders(share: Share) -> dict[str, dict[str, int]]:
-    """{folder: {file relative to the folder: size}} as upload-model recorded them."""
-    text = read_text_or_none(share, UPLOADS)
-    if text is None:
+    """{folder: {file relative to the folder: size}} as upload-model recorded them; an
+    unreadable record deletes nothing: safer than guessing."""
+    data = read_bytes_or_none(share, UPLOADS)
+    if data is None:
         return {}
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return {}  # an unreadable record deletes nothing: safer than guessing
-    folders = value.get("folders") if isinstance(value, dict) else None
-    if not isinstance(folders, dict):
+        folders = json.loads(data)["folders"]
+        return {
+            str(folder): {str(name): int(size) for name, size in files.items()}
+            for folder, files in folders.items()
+            if isinstance(files, dict)
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):  # not JSON, not UTF-8, not ours
         return {}
-    return {
-        str(folder): {str(name): int(size) for name, size in files.items()}
-        for folder, files in folders.items()
-        if isinstance(files, dict)
-    }
 
 
 def record_upload(share: Share, folder: str, files: Mapping[str, int]) -> None:

@@ -18,7 +18,7 @@ from provision.local.share import LocalShare, LocalUpload
 from provision.model_upload import UploadModelSettings, upload_model
 from provision.share import UploadSource
 from provision.target_state import TargetState
-from provision.upload_record import uploaded_folders
+from provision.upload_record import UPLOADS, uploaded_folders
 from tests.provision.fakes import FakeTarget
 
 PHI3_WEIGHTS = [
@@ -229,3 +229,12 @@ def test_the_share_records_what_was_uploaded_but_not_an_equal_file_already_there
     # A re-upload keeps what an earlier run wrote, even files now unchanged.
     upload_model(target, values, given, quiet, lambda n: None)
     assert uploaded_folders(target.share) == recorded
+
+
+@pytest.mark.parametrize(
+    "damage", [b"\xff\xfe not utf-8", b"[1, 2]", b'{"folders": {"m": {"a": "x"}}}']
+)
+def test_a_damaged_record_of_uploads_claims_nothing(tmp_path: Path, damage: bytes) -> None:
+    share = LocalShare(tmp_path)
+    share.write_bytes(UPLOADS, damage)
+    assert uploaded_folders(share) == {}  # so `down --purge` deletes no model file
