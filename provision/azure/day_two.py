@@ -25,7 +25,7 @@ import httpx
 
 from provision.azure.arm import Arm, azure_errors
 from provision.azure.preflight import CREATED_BY, CREATED_BY_TAG, Existing
-from provision.azure.replica import AzureReplica
+from provision.azure.replica import RELEASE_VARIABLE, AzureReplica, container_env
 from provision.azure.scope import logs_endpoint
 from provision.azure.share import AzureShare
 from provision.errors import NotReadyError, OperationError, PrerequisiteError
@@ -290,14 +290,15 @@ class AzureDayTwo:
             return ScaleResult(TARGET, "stopped", True, endpoint)
         if not stopped and self.replica.is_running():
             return ScaleResult(TARGET, "started", False, endpoint, ready=True)
+        if RELEASE_VARIABLE not in container_env(self.replica.template()):
+            # Started or not, a revision no deploy made serves nothing: say so, change nothing.
+            raise PrerequisiteError(
+                "nothing is deployed on the azure target yet; run: aca-infer deploy --target azure"
+            )
         if stopped:
             progress(f"starting container app {self.app_name}")
             with azure_errors(f"starting container app {self.app_name}"):
                 apps.begin_start(self.arm.group, self.app_name).result()
-        if self.replica.identity() is None and not stopped:
-            raise PrerequisiteError(
-                "nothing is deployed on the azure target yet; run: aca-infer deploy --target azure"
-            )
         progress("waiting until the replica is ready")
         state = self.replica.wait_ready(ready_timeout, progress)
         if not state.ready:

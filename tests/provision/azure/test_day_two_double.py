@@ -101,6 +101,16 @@ def test_stop_scales_to_zero_keeping_everything_and_start_brings_it_back(
     assert status["app"]["app_state"] == "Running"
 
 
+def test_start_of_an_app_nothing_was_deployed_to_exits_3_and_starts_nothing(
+    session: DeploySession,
+) -> None:
+    assert _run(session, "stop").exit_code == 0  # provisioned, never deployed
+    started = _run(session, "start", "--ready-timeout", TIMEOUT)
+    assert started.exit_code == 3, started.stderr
+    assert "nothing is deployed on the azure target yet" in started.stderr
+    assert _status(session)["app"]["app_state"] == "Stopped"
+
+
 # -- keys rotate ----------------------------------------------------------------------------
 
 
