@@ -80,8 +80,11 @@ class DeploySession(Session):
         return value
 
 
-def deploy_session(azure_double: AzureDouble, tmp_path: Path) -> DeploySession:
-    """A provisioned project (the stand-in app seeded, the model files on the share)."""
+def deploy_session(
+    azure_double: AzureDouble, tmp_path: Path, image: str | None = IMAGE
+) -> DeploySession:
+    """A provisioned project (the stand-in app seeded, the model files on the share). `image`:
+    the replica's image (None: the default public image, for which deploy brings wheels)."""
     project = tmp_path / "project"
     copy_templates(project)
     write_standin_app(project)
@@ -90,8 +93,9 @@ def deploy_session(azure_double: AzureDouble, tmp_path: Path) -> DeploySession:
     suffix = unique_string(resource_group_id(azure_double.subscription_id, GROUP))[:5]
     session.names = ai_toolkit_names(suffix)
     session.seed_app(session.names["storageAccountName"], session.names["fileShareName"])
-    # An image that brings the server's packages: no wheelhouse to put on the share.
-    result = session.provision("-g", GROUP, "-l", LOCATION, "--set", f"containerImage={IMAGE}")
+    # By default an image that brings the server's packages: no wheelhouse to put on the share.
+    chosen = () if image is None else ("--set", f"containerImage={image}")
+    result = session.provision("-g", GROUP, "-l", LOCATION, *chosen)
     assert result.exit_code == 0, result.stderr
     write_model_files(session.share_root)
     return session
