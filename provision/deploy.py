@@ -354,7 +354,7 @@ def deploy(target: Target, settings: DeploySettings, progress: Progress) -> Depl
         # Made live only now, once its replica is ready (it is pinned to the release, so it
         # never needed the history): a deploy stopped at any point leaves the live one named.
         history = record_live(share, history, new)
-        prune(share, history, manifests.manifest_reader(share), manifests.body_reader(share))
+        prune(share, history, manifests)
         return _result(target, new, previous, stats, True)
 
 

@@ -9,16 +9,27 @@ of releases deployed from elsewhere (each a request on a remote share).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 
 from provision.fsutil import write_bytes_atomic
-from provision.release import Manifest, object_path, sha256_bytes
-from provision.release_history import load_manifest
-from provision.share import Share
+from provision.release import Manifest, object_path, release_path, sha256_bytes
+from provision.share import Share, read_bytes_or_none
 
 # Only small bodies (runtime records) are kept; code and wheels are read from the share.
 MAX_BODY_BYTES = 64 << 10
+
+
+def load_manifest(share: Share, release: str) -> Manifest | None:
+    """The release's manifest, None when it is missing or not whole (a manifest is written in
+    place, and its id is the hash of its content: a cut one does not match its name)."""
+    data = read_bytes_or_none(share, release_path(release))
+    if data is None:
+        return None
+    try:
+        manifest = Manifest.from_json(data)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return manifest if manifest.release_id == release else None
 
 
 class ManifestCache:
@@ -67,9 +78,3 @@ class ManifestCache:
         if sha256_bytes(data) == sha256:
             self.store_body(data)
         return data
-
-    def manifest_reader(self, share: Share) -> Callable[[str], Manifest | None]:
-        return lambda release: self.manifest(share, release)
-
-    def body_reader(self, share: Share) -> Callable[[str], bytes]:
-        return lambda sha256: self.body(share, sha256)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from provision.manifest_cache import ManifestCache, load_manifest
 from provision.release import (
     HISTORY_DIR,
     KEEP_RELEASES,
@@ -30,7 +30,7 @@ from provision.release import (
     object_path,
     release_path,
 )
-from provision.share import Share, read_bytes_or_none
+from provision.share import Share
 from provision.wheelhouse import RUNTIME_FILE, WHEELHOUSES_DIR, wheelhouse_path
 
 # Markers beyond this many are deleted, a batch at a time (dates of long-gone releases).
@@ -104,11 +104,10 @@ def record_live(share: Share, history: History, release: str) -> History:
     """Make `release` the live one (under the deploy lock, `history` read under it too);
     returns the history with it."""
     sequence = history.entries[-1].sequence + 1 if history.entries else 1
-    stamp = datetime.now(UTC).strftime(_STAMP)
-    path = f"{HISTORY_DIR}/{sequence:08d}_{stamp}_{release}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    path = f"{HISTORY_DIR}/{sequence:08d}_{now.strftime(_STAMP)}_{release}"
     share.write_in_place(path, b"")
-    when = datetime.strptime(stamp, _STAMP).replace(tzinfo=UTC).isoformat(timespec="seconds")
-    return History((*history.entries, HistoryEntry(sequence, release, when, path)))
+    return History((*history.entries, HistoryEntry(sequence, release, now.isoformat(), path)))
 
 
 def release_ids_on_share(share: Share) -> list[str]:
@@ -117,19 +116,6 @@ def release_ids_on_share(share: Share) -> list[str]:
         for path in share.list_files(RELEASES_DIR)
         if path.endswith(".json")
     ]
-
-
-def load_manifest(share: Share, release: str) -> Manifest | None:
-    """The release's manifest, None when it is missing or not whole (a manifest is written in
-    place, and its id is the hash of its content: a cut one does not match its name)."""
-    data = read_bytes_or_none(share, release_path(release))
-    if data is None:
-        return None
-    try:
-        manifest = Manifest.from_json(data)
-    except (ValueError, KeyError, TypeError):
-        return None
-    return manifest if manifest.release_id == release else None
 
 
 def previous_of(share: Share, history: History) -> str | None:
@@ -143,7 +129,7 @@ def previous_of(share: Share, history: History) -> str | None:
 
 
 def _wheelhouse_of(
-    manifest: Manifest, read_body: Callable[[str], bytes], keys: dict[str, str | None]
+    share: Share, manifest: Manifest, manifests: ManifestCache, keys: dict[str, str | None]
 ) -> str | None:
     """The wheelhouse the release installs from; `keys` remembers it per runtime record (most
     releases share one: it is read once)."""
@@ -151,25 +137,19 @@ def _wheelhouse_of(
     if entry is None:
         return None
     if entry.sha256 not in keys:
-        keys[entry.sha256] = json.loads(read_body(entry.sha256))["wheelhouse"]
+        keys[entry.sha256] = json.loads(manifests.body(share, entry.sha256))["wheelhouse"]
     return keys[entry.sha256]
 
 
-def prune(
-    share: Share,
-    history: History,
-    load: Callable[[str], Manifest | None] | None = None,
-    read_body: Callable[[str], bytes] | None = None,
-) -> None:
+def prune(share: Share, history: History, manifests: ManifestCache | None = None) -> None:
     """Once the share holds more than KEEP_RELEASES releases, delete those the history does not
     keep, then the bodies only they used, and the wheelhouses only they installed from (with
     their bodies); markers beyond KEEP_MARKERS go a batch at a time. Bodies are found from the
     manifests, never by listing every object folder (hundreds of requests on a remote share); a
     body no manifest ever named (a deploy killed mid-upload) stays, and the next deploy of that
-    content reuses it. Below the threshold nothing else is read (one listing). `load` and
-    `read_body` read a manifest by release id and a body by hash (default: from the share)."""
-    load = load or (lambda release: load_manifest(share, release))
-    read_body = read_body or (lambda sha256: share.read_bytes(object_path(sha256)))
+    content reuses it. Below the threshold nothing else is read (one listing). Manifests and
+    runtime records are read through `manifests` (local copies first, when it keeps any)."""
+    manifests = manifests or ManifestCache(None)
     on_share = release_ids_on_share(share)
     if len(on_share) <= KEEP_RELEASES:
         return
@@ -177,7 +157,7 @@ def prune(
     kept: dict[str, Manifest] = {}
     dropped: dict[str, Manifest | None] = {}
     for release in on_share:
-        manifest = load(release)
+        manifest = manifests.manifest(share, release)
         if release in keep and manifest is not None:
             kept[release] = manifest
         elif release not in keep:
@@ -190,8 +170,10 @@ def prune(
     keep_objects = bodies(list(kept.values()))
     dropped_objects = bodies([m for m in dropped.values() if m is not None])
     keys: dict[str, str | None] = {}
-    kept_keys = {_wheelhouse_of(m, read_body, keys) for m in kept.values()}
-    dropped_keys = {_wheelhouse_of(m, read_body, keys) for m in dropped.values() if m is not None}
+    kept_keys = {_wheelhouse_of(share, m, manifests, keys) for m in kept.values()}
+    dropped_keys = {
+        _wheelhouse_of(share, m, manifests, keys) for m in dropped.values() if m is not None
+    }
     if dropped_keys - kept_keys:  # a wheelhouse may have lost its last release
         kept_wheelhouses = {wheelhouse_path(key) for key in kept_keys if key is not None}
         for path in list(share.list_files(WHEELHOUSES_DIR)):
