@@ -214,6 +214,11 @@ def _md5_checked(send: Callable[[], T]) -> T:
     return send()
 
 
+def _upload_whole(file: Any, data: bytes) -> None:
+    """Create `file` with `data`, its bytes checked by the service (Content-MD5)."""
+    _md5_checked(lambda: file.upload_file(data, validate_content=True))
+
+
 def _writing(temporary_path: str, writing: bool) -> None:
     with _WRITING_LOCK:
         if writing:
@@ -368,14 +373,9 @@ class AzureShare:
             self._make_folders(path)
             create()
 
-    @staticmethod
-    def _send(file: Any, data: bytes) -> None:
-        """Create `file` with `data`, its bytes checked by the service (Content-MD5)."""
-        file.upload_file(data, validate_content=True)
-
     def _upload_temporary(self, path: str, data: bytes) -> Any:
         temporary = self._temporary_beside(path)
-        self._in_folder(path, lambda: _md5_checked(lambda: self._send(temporary, data)))
+        self._in_folder(path, lambda: _upload_whole(temporary, data))
         return temporary
 
     @_authorizing
@@ -401,7 +401,7 @@ class AzureShare:
     def write_in_place(self, path: str, data: bytes) -> None:
         with _storage_errors(f"writing {path} on {self.describe()}"):
             file = self._file(path)
-            self._in_folder(path, lambda: _md5_checked(lambda: self._send(file, data)))
+            self._in_folder(path, lambda: _upload_whole(file, data))
 
     @_authorizing
     def create_exclusive(self, path: str, data: bytes) -> bool:
