@@ -60,6 +60,14 @@ class Scope:
     sources: Mapping[str, str] = field(default_factory=dict)
 
 
+def _https_root(url: str, source: str, what: str, example: str) -> str:
+    """`url` without its trailing slash, once it is the HTTPS root of `what`."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc or parts.path not in ("", "/"):
+        raise InputError(f"{source} {url!r}: give the HTTPS root of {what}, e.g. https://{example}")
+    return url.rstrip("/")
+
+
 def arm_endpoint(flag: str | None, environ: Mapping[str, str]) -> ArmEndpoint:
     """`--arm-endpoint`, else ACA_INFER_ARM_ENDPOINT, else the public cloud.
 
@@ -72,13 +80,7 @@ def arm_endpoint(flag: str | None, environ: Mapping[str, str]) -> ArmEndpoint:
         url, source = environ[ARM_ENDPOINT_ENV], ARM_ENDPOINT_ENV
     else:
         url, source = PUBLIC_ARM_ENDPOINT, "public cloud"
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.netloc or parts.path not in ("", "/"):
-        raise InputError(
-            f"{source} {url!r}: give the HTTPS root of a Resource Manager endpoint, "
-            "e.g. https://management.usgovcloudapi.net"
-        )
-    url = url.rstrip("/")
+    url = _https_root(url, source, "a Resource Manager endpoint", "management.usgovcloudapi.net")
     if environ.get(ARM_SCOPE_ENV):
         scope = environ[ARM_SCOPE_ENV]
     else:
@@ -93,13 +95,7 @@ def logs_endpoint(environ: Mapping[str, str]) -> ArmEndpoint:
     """
     url = environ.get(LOGS_ENDPOINT_ENV) or PUBLIC_LOGS_ENDPOINT
     source = LOGS_ENDPOINT_ENV if environ.get(LOGS_ENDPOINT_ENV) else "public cloud"
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.netloc or parts.path not in ("", "/"):
-        raise InputError(
-            f"{source} {url!r}: give the HTTPS root of a Log Analytics query endpoint, "
-            "e.g. https://api.loganalytics.us"
-        )
-    url = url.rstrip("/")
+    url = _https_root(url, source, "a Log Analytics query endpoint", "api.loganalytics.us")
     scope = environ.get(LOGS_SCOPE_ENV) or f"{url}/.default"
     return ArmEndpoint(url=url, credential_scope=scope, source=source)
 
