@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,31 @@ SHIPPED = 4  # __init__.py, __main__.py, the release's runtime record, the boots
 
 def live_release(session: DeploySession) -> str | None:
     return read_current(LocalShare(session.share_root))
+
+
+@contextmanager
+def health_during(session: DeploySession) -> Iterator[list[tuple[int, str]]]:
+    """Ask the public endpoint's /health in a loop while the block runs; each answer is
+    (status, the release it names) on 200, else (status, the start of its body)."""
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        endpoint = session.config()["ACA_APP_ENDPOINT"]
+        with httpx.Client(verify=session.tls(), timeout=30) as client:
+            while not stop.is_set():
+                response = client.get(f"{endpoint}/health")
+                ok = response.status_code == 200
+                said = response.json()["release"] if ok else response.text[:100]
+                answers.append((response.status_code, str(said)))
+
+    looping = threading.Thread(target=loop)
+    looping.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        looping.join()
 
 
 class DeploySession(Session):
@@ -155,47 +181,29 @@ def test_a_release_that_raises_at_import_exits_5_and_the_old_one_keeps_serving(
     good = session.deployed()
     main = session.app_dir / "__main__.py"
     main.write_text('raise RuntimeError("broken at import")\n' + main.read_text())
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        endpoint = session.config()["ACA_APP_ENDPOINT"]
-        with httpx.Client(verify=session.tls(), timeout=30) as client:
-            while not stop.is_set():
-                response = client.get(f"{endpoint}/health")
-                if response.status_code != 200 or response.json()["release"] != good["release"]:
-                    failures.append(f"{response.status_code} {response.text[:100]}")
-
-    looping = threading.Thread(target=loop)
-    looping.start()
-    try:
+    with health_during(session) as answers:
         result = session.deploy("--ready-timeout", "60")
-    finally:
-        stop.set()
-        looping.join()
     assert result.exit_code == 5, result.stderr
     assert "broken at import" in result.stderr  # the failed replica's console, shown
     assert f"release {good['release']} kept serving" in result.stderr
     assert "Traceback (most recent call last)" not in result.stderr.split("console")[0]
-    assert failures == []
+    assert [answer for answer in answers if answer != (200, good["release"])] == []
     assert live_release(session) == good["release"]
+    latest = _app(session)["properties"]["latestRevisionName"]
+    assert any(r["name"] == latest for r in _revisions(session)), "the failed revision exists"
+
+
+def _app(session: DeploySession) -> dict[str, Any]:
     app = session.double.store.get(
         f"{session.group_id(GROUP)}/providers/Microsoft.App/containerApps/"
         f"{session.names['acaAppName']}".lower()
     )
     assert app is not None
-    revisions = session.double.store.list(app["id"].lower() + "/revisions/")
-    failed = [r for r in revisions if r["name"] == app["properties"]["latestRevisionName"]]
-    assert failed, "the failed revision exists"
+    return app
 
 
 def _revisions(session: DeploySession) -> list[dict[str, Any]]:
-    app = session.double.store.get(
-        f"{session.group_id(GROUP)}/providers/Microsoft.App/containerApps/"
-        f"{session.names['acaAppName']}".lower()
-    )
-    assert app is not None
-    return list(session.double.store.list(app["id"].lower() + "/revisions/"))
+    return list(session.double.store.list(_app(session)["id"].lower() + "/revisions/"))
 
 
 def test_after_a_failed_roll_out_the_tree_that_serves_is_found_live_at_once(
@@ -218,32 +226,13 @@ def test_a_client_loop_during_a_deploy_sees_no_failure(session: DeploySession) -
     first = session.deployed()
     main = session.app_dir / "__main__.py"
     main.write_text(main.read_text() + "\n# next\n")
-    seen: set[str] = set()
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        endpoint = session.config()["ACA_APP_ENDPOINT"]
-        with httpx.Client(verify=session.tls(), timeout=30) as client:
-            while not stop.is_set():
-                response = client.get(f"{endpoint}/health")
-                if response.status_code == 200:
-                    seen.add(response.json()["release"])
-                else:
-                    failures.append(f"{response.status_code} {response.text[:100]}")
-
-    looping = threading.Thread(target=loop)
-    looping.start()
-    try:
+    with health_during(session) as answers:
         second = session.deployed()
         with httpx.Client(verify=session.tls()) as client:
             while session.health(client)["release"] != second["release"]:
                 pass
-    finally:
-        stop.set()
-        looping.join()
-    assert failures == []
-    assert seen == {first["release"], second["release"]}
+    assert [answer for answer in answers if answer[0] != 200] == []
+    assert {release for _, release in answers} == {first["release"], second["release"]}
 
 
 def test_an_upload_whose_connection_drops_is_resumed(session: DeploySession) -> None:
