@@ -13,7 +13,7 @@
    name only once whole (`Share.open_upload`); if the source changed while it was sent (the two
    hashes differ), the upload is refused.
 4. A re-run uploads only what is missing or different: a file of the same size whose hash on the
-   share (`Share.sha256`: on Azure the hash recorded at upload, over bytes the service checked
+   share (`Share.holds`: on Azure the hash recorded at upload, over bytes the service checked
    range by range with Content-MD5, never a read-back) equals the local one is left alone; after
    upload each file is verified the same way (size and hash under its name). An interrupted
    file never appears under its name: on Azure its temporary is resumed from the ranges already
@@ -300,7 +300,7 @@ def _upload_tree(
         found = local.stat()
         size, hashed_at = found.st_size, time.time()
         sha = file_sha256(local)
-        if share.size(remote) == size and share.sha256(remote) == sha:
+        if share.holds(remote, size, sha):
             tally.unchanged += 1
             advance(size)
             continue
@@ -311,7 +311,7 @@ def _upload_tree(
         sent = _upload_file(share, source, remote, settings, advance)
         if sent < size:
             progress(f"resumed {relative}: {size - sent} bytes were already on the share")
-        if share.size(remote) != size or share.sha256(remote) != sha:
+        if not share.holds(remote, size, sha):
             raise OperationError(
                 f"{remote} on {share.describe()} does not match {local} after upload; rerun "
                 "upload-model (it uploads only what is missing or different)"

@@ -79,19 +79,18 @@ class Share(Protocol):
     def describe(self) -> str:
         """Where the share is, for messages."""
 
-    def size(self, path: str) -> int | None:
-        """The file's size in bytes; None when it does not exist."""
-
-    def sha256(self, path: str) -> str:
-        """The SHA-256 of the file's content as stored, read as a stream (never whole). A target
-        may answer from a hash it stored beside the file when it committed it (e.g. Azure file
-        metadata), as long as no other writer can change the content without it."""
+    def holds(self, path: str, size: int, sha256: str) -> bool:
+        """Whether the file holds exactly this content: its size first (a missing file, or one
+        of another size, is answered without reading it), then the SHA-256 of its content as
+        stored, read as a stream (never whole). A target may answer the hash from one it stored
+        beside the file when it committed it (e.g. Azure file metadata), as long as no other
+        writer can change the content without it."""
 
     def open_upload(self, path: str, source: UploadSource) -> RangedUpload:
         """Start writing a copy of `source` in ranges (large files: model weights). A target may
         resume the temporary an interrupted upload of the same source file left, provided the
         file has not changed since that upload began hashing it (so every range it stored came
-        from these very bytes), and keep the hash with the file so that `sha256` need not read
+        from these very bytes), and keep the hash with the file so that `holds` need not read
         it back."""
 
     def discard_stale_uploads(self, folder: str) -> int:

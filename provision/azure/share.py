@@ -128,7 +128,7 @@ class AzureUpload:
 
     Every range goes with its Content-MD5, and keeps the temporary's last write time (`preserve`),
     so that time stays the one the upload began with; the rename sets the content's SHA-256 and
-    that time as the file's metadata (see `AzureShare.sha256`)."""
+    that time as the file's metadata (see `AzureShare.holds`)."""
 
     def __init__(
         self,
@@ -497,18 +497,9 @@ class AzureShare:
                     continue
 
     @_authorizing
-    def size(self, path: str) -> int | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        with _storage_errors(f"reading {path} on {self.describe()}"):
-            try:
-                return int(self._file(path).get_file_properties().size)
-            except ResourceNotFoundError:
-                return None
-
-    @_authorizing
-    def sha256(self, path: str) -> str:
-        """From the file's metadata when `open_upload` wrote it: one properties request.
+    def holds(self, path: str, size: int, sha256: str) -> bool:
+        """One properties request gives the size and, when `open_upload` wrote the file, its
+        SHA-256 from the metadata.
 
         Sound because the recorded hash is of the source bytes the upload sent, and the service
         stored each range only after checking its Content-MD5, so the file holds exactly those
@@ -517,16 +508,23 @@ class AzureShare:
         metadata) moves that time, and a rewrite through REST (`az storage file upload`) drops
         the metadata. Otherwise, and for files other tools put there, the content is read back
         as a stream (what is stored, not what was sent)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
         with _storage_errors(f"reading {path} on {self.describe()}"):
-            properties = self._file(path).get_file_properties()
+            try:
+                properties = self._file(path).get_file_properties()
+            except ResourceNotFoundError:
+                return False
+        if int(properties.size) != size:
+            return False
         recorded = _recorded_sha256(properties)
         if recorded is not None:
-            return recorded
+            return recorded == sha256
         digest = hashlib.sha256()
         with _storage_errors(f"reading {path} on {self.describe()}"):
             for block in self._file(path).download_file(max_concurrency=4).chunks():
                 digest.update(block)
-        return digest.hexdigest()
+        return digest.hexdigest() == sha256
 
     # -- uploads in ranges, resumable --------------------------------------------------------
 

@@ -111,16 +111,15 @@ class LocalShare:
     def describe(self) -> str:
         return str(self.root)
 
-    def size(self, path: str) -> int | None:
+    def holds(self, path: str, size: int, sha256: str) -> bool:
         target = self._path(path)
-        return target.stat().st_size if target.is_file() else None
-
-    def sha256(self, path: str) -> str:
+        if not target.is_file() or target.stat().st_size != size:
+            return False
         digest = hashlib.sha256()
-        with self._path(path).open("rb") as handle:
+        with target.open("rb") as handle:
             while block := handle.read(HASH_BLOCK):
                 digest.update(block)
-        return digest.hexdigest()
+        return digest.hexdigest() == sha256
 
     def open_upload(self, path: str, source: UploadSource) -> LocalUpload:
         return LocalUpload(self._path(path), source.size)
