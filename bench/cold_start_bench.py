@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 import venv
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,17 +58,12 @@ from provision.readiness import wait_until_ready  # noqa: E402
 from provision.release_history import read_current  # noqa: E402
 from provision.targets import (  # noqa: E402
     ApiKeys,
-    DownPlan,
     DownResult,
-    LogQuery,
     Progress,
     ProvisionResult,
     ProvisionSettings,
     ReadyState,
     ReplicaIdentity,
-    RotateResult,
-    ScaleResult,
-    TargetDescription,
 )
 from provision.wheelhouse import ImagePlatform, PipDownloader, serve_requirements  # noqa: E402
 
@@ -310,22 +305,6 @@ class BenchTarget:
 
     def down(self, purge: bool, progress: Progress) -> DownResult:
         raise RuntimeError("the benchmark stops its replica itself")
-
-    # The day-two operations are not part of the benchmark.
-    def plan_down(self, purge: bool) -> DownPlan:
-        raise RuntimeError("the benchmark stops its replica itself")
-
-    def describe(self) -> TargetDescription:
-        raise RuntimeError("the benchmark has no status")
-
-    def log_lines(self, query: LogQuery) -> Iterator[str]:
-        raise RuntimeError("the benchmark reads its replica's log itself")
-
-    def scale(self, running: bool, ready_timeout: float, progress: Progress) -> ScaleResult:
-        raise RuntimeError("the benchmark starts and stops its replica itself")
-
-    def rotate_key(self, which: str, ready_timeout: float, progress: Progress) -> RotateResult:
-        raise RuntimeError("the benchmark's keys are fixed")
 
 
 # -- the run -------------------------------------------------------------------------------------
